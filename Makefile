@@ -1,0 +1,64 @@
+# Minyi — the two commands: `make up` (run it all) and `make test` (prove it).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+
+.PHONY: help install up down status lint typecheck contracts contracts-update test test-unit test-integration test-e2e clean
+
+help:
+	@echo "make up        start Kafka, PostgreSQL and the four services (.stack/dev)"
+	@echo "make down      stop everything make up started"
+	@echo "make test      lint, type-check, contract check, then unit+integration+e2e tests"
+	@echo "make contracts-update   regenerate docs/asyncapi and docs/openapi from the code"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+up: install
+	$(BIN)/python -m tools.stack up
+
+down:
+	@if [ -x $(BIN)/python ]; then \
+	  $(BIN)/python -m tools.stack down --profile dev; \
+	  $(BIN)/python -m tools.stack down --profile test; \
+	fi
+
+status: install
+	$(BIN)/python -m tools.stack status
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy shared services tools
+
+contracts: install
+	$(BIN)/python -m tools.contracts --check
+
+contracts-update: install
+	$(BIN)/python -m tools.contracts
+
+test: install lint typecheck contracts
+	$(BIN)/python -m tools.stack build
+	$(BIN)/pytest -p no:cacheprovider
+
+test-unit: install
+	$(BIN)/pytest -p no:cacheprovider tests/unit
+
+test-integration: install
+	$(BIN)/pytest -p no:cacheprovider tests/integration
+
+test-e2e: install
+	$(BIN)/pytest -p no:cacheprovider tests/e2e
+
+clean: down
+	rm -rf .stack $(VENV)

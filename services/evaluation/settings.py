@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings
+
+from shared.settings import (
+    DatabaseSettings,
+    HttpSettings,
+    KafkaSettings,
+    LogSettings,
+    OutboxSettings,
+    service_settings_config,
+)
+
+
+class EvaluationSettings(BaseSettings):
+    """Environment: `MINYI_EVALUATION__<SECTION>__<FIELD>`, e.g. `MINYI_INTAKE__HTTP__PORT`."""
+
+    model_config = service_settings_config("evaluation")
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    http: HttpSettings = Field(default_factory=lambda: HttpSettings(port=8004))
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    log: LogSettings = Field(default_factory=LogSettings)

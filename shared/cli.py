@@ -1,0 +1,108 @@
+"""The command line every service has: `serve`, `migrate`, `seed`, `asyncapi`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import typer
+import uvicorn
+from fastapi import FastAPI
+from faststream import FastStream
+from faststream.specification import AsyncAPI
+
+from shared.db.migrations import apply_migrations, load_migrations
+from shared.db.pool import connect
+from shared.logs import configure_logging
+from shared.settings import DatabaseSettings, HttpSettings, LogSettings
+from shared.runtime import ServiceRuntime
+
+
+class _Settings(Protocol):
+    database: DatabaseSettings
+    http: HttpSettings
+    log: LogSettings
+
+
+S = TypeVar("S", bound=_Settings)
+
+
+def service_cli(
+    *,
+    service: str,
+    schema: str,
+    settings_factory: Callable[[], S],
+    build_app: Callable[[S], FastAPI],
+    build_runtime: Callable[[S], ServiceRuntime],
+    migrations_dir: Path,
+    seed: Callable[[S], Awaitable[str]] | None = None,
+) -> typer.Typer:
+    cli = typer.Typer(help=f"Minyi {service} service", no_args_is_help=True, add_completion=False)
+
+    @cli.command()
+    def serve() -> None:
+        """Run the service (HTTP + Kafka consumers + outbox relay) until SIGTERM."""
+        settings = settings_factory()
+        configure_logging(settings.log, service=service)
+        app = build_app(settings)
+        uvicorn.run(
+            app,
+            host=settings.http.host,
+            port=settings.http.port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=20,
+        )
+
+    @cli.command()
+    def migrate() -> None:
+        """Apply this service's pending database migrations."""
+        settings = settings_factory()
+        configure_logging(settings.log, service=service)
+
+        async def run() -> list[str]:
+            conn = await connect(settings.database, schema=schema, service=service)
+            try:
+                return await apply_migrations(conn, schema, load_migrations(migrations_dir))
+            finally:
+                await conn.close()
+
+        applied = asyncio.run(run())
+        typer.echo(f"{service}: applied {len(applied)} migration(s) {applied}")
+
+    @cli.command(name="seed")
+    def seed_cmd() -> None:
+        """Load the default reference data (idempotent)."""
+        settings = settings_factory()
+        configure_logging(settings.log, service=service)
+        if seed is None:
+            typer.echo(f"{service}: no reference data to load")
+            return
+        typer.echo(asyncio.run(seed(settings)))
+
+    @cli.command()
+    def asyncapi(out: Path = typer.Option(None, help="Write here instead of stdout.")) -> None:
+        """Print the AsyncAPI document generated from the code."""
+        text = render_asyncapi(build_runtime(settings_factory()), service)
+        if out is None:
+            typer.echo(text, nl=False)
+        else:
+            out.write_text(text, encoding="utf-8")
+
+    return cli
+
+
+def asyncapi_app(runtime: ServiceRuntime, service: str) -> FastStream:
+    """A FastStream app around the service's broker, for `faststream docs gen --factory`."""
+    return FastStream(
+        runtime.broker,
+        specification=AsyncAPI(title=f"Minyi {service}", version="1.0.0"),
+    )
+
+
+def render_asyncapi(runtime: ServiceRuntime, service: str) -> str:
+    schema: Any = asyncapi_app(runtime, service).schema.to_specification().to_jsonable()
+    return json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=True) + "\n"

@@ -1,0 +1,16 @@
+"""Versioned event contracts shared by the services."""
+
+from shared.events.case import CaseAssignedV1
+from shared.events.envelope import Event, EventEnvelope, envelope_schema
+from shared.events.notification import NotificationSentV1
+from shared.events.opinion import Channel, OpinionSubmittedV1
+
+__all__ = [
+    "CaseAssignedV1",
+    "Channel",
+    "Event",
+    "EventEnvelope",
+    "envelope_schema",
+    "NotificationSentV1",
+    "OpinionSubmittedV1",
+]

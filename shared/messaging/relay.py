@@ -1,0 +1,62 @@
+"""The outbox relay: claims unpublished rows, publishes them keyed by aggregate id, deletes them.
+
+Rows are claimed with `FOR UPDATE SKIP LOCKED`, so several relays never publish the same row at
+the same time; a relay that dies mid-batch leaves its rows to the next (consumers deduplicate on
+the event id, so a re-publish after a crash changes nothing downstream).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import structlog
+
+from shared.db.pool import Pool
+from shared.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG
+
+log = structlog.get_logger(__name__)
+
+Publish = Callable[[str, bytes, bytes, dict[str, str]], Awaitable[Any]]
+"""publish(topic, key, value, headers): returns once the broker acknowledged (acks=all)."""
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        *,
+        pool: Pool,
+        publish: Publish,
+        service: str,
+        batch_size: int,
+    ) -> None:
+        self._pool = pool
+        self._publish = publish
+        self._service = service
+        self._batch_size = batch_size
+
+    async def publish_batch(self) -> int:
+        """Publish one batch; returns how many rows were published."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """SELECT id, topic, message_key, payload, headers FROM outbox
+                   ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED""",
+                self._batch_size,
+            )
+            if not rows:
+                OUTBOX_BACKLOG.labels(self._service).set(0)
+                return 0
+            for row in rows:
+                await self._publish(
+                    row["topic"],
+                    row["message_key"].encode(),
+                    orjson.dumps(row["payload"]),
+                    row["headers"],
+                )
+                EVENTS_PUBLISHED.labels(self._service, row["topic"]).inc()
+            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+            backlog = await conn.fetchval("SELECT count(*) FROM outbox")
+        OUTBOX_BACKLOG.labels(self._service).set(backlog)
+        log.debug("outbox_published", count=len(rows))
+        return len(rows)

@@ -1,0 +1,75 @@
+"""Settings pieces every service nests into its own `Settings` (one env prefix per service).
+
+`KAFKA_BOOTSTRAP_SERVERS` and `DATABASE_URL` are read as defaults by every service, so one
+stack env file serves all four; a per-service variable (e.g. `MINYI_ROUTING__DATABASE__URL`)
+still wins.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import SettingsConfigDict
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = Field(
+        default_factory=lambda: os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
+    )
+    topic_prefix: str = Field(
+        default="", description="Prepended to every topic name (tests, several tenants)."
+    )
+    partitions: int = Field(default=6, ge=1, description="Partitions of topics we create.")
+    replication_factor: int = Field(default=1, ge=1)
+    max_attempts: int = Field(
+        default=5, ge=1, description="Handler attempts before a message is dead-lettered."
+    )
+    retry_backoff_s: float = Field(default=0.2, ge=0)
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+    graceful_timeout_s: float = 15.0
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+
+class DatabaseSettings(_Section):
+    url: str = Field(
+        default_factory=lambda: os.environ.get(
+            "DATABASE_URL", "postgresql://postgres@127.0.0.1:15432/minyi"
+        )
+    )
+    min_pool_size: int = 1
+    max_pool_size: int = 10
+    command_timeout_s: float = 30.0
+
+
+class HttpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int
+
+
+class OutboxSettings(_Section):
+    batch_size: int = Field(default=500, ge=1)
+    poll_interval_s: float = Field(default=1.0, gt=0, description="Fallback when NOTIFY is missed.")
+
+
+class LogSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_format: bool | None = Field(default=None, description="None: JSON unless on a TTY.")
+
+
+def service_settings_config(service: str) -> SettingsConfigDict:
+    """The pydantic-settings config of one service: `MINYI_<SERVICE>__` and `__` nesting."""
+    return SettingsConfigDict(
+        env_prefix=f"MINYI_{service.upper()}__",
+        env_nested_delimiter="__",
+        extra="forbid",
+        case_sensitive=False,
+    )

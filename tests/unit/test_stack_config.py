@@ -1,0 +1,88 @@
+"""Pure parts of tools/stack.py: no processes, no network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tools import stack
+
+
+def _props(text: str) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    return {key: value for key, value in pairs}
+
+
+@pytest.mark.parametrize(
+    ("name", "port", "controller"), [("dev", 19092, 19093), ("test", 29092, 29093)]
+)
+def test_server_properties_single_node_kraft(name: str, port: int, controller: int) -> None:
+    profile = stack.PROFILES[name]
+    props = _props(stack.render_server_properties(profile, Path("/data/kafka")))
+
+    assert props["process.roles"] == "broker,controller"
+    assert props["node.id"] == "1"
+    assert props["controller.quorum.voters"] == f"1@127.0.0.1:{controller}"
+    assert props["listeners"] == (
+        f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}"
+    )
+    assert props["advertised.listeners"] == f"PLAINTEXT://127.0.0.1:{port}"
+    assert props["log.dirs"] == "/data/kafka"
+    assert props["num.partitions"] == "3"
+    assert props["offsets.topic.replication.factor"] == "1"
+    assert props["transaction.state.log.replication.factor"] == "1"
+    assert props["transaction.state.log.min.isr"] == "1"
+    assert props["min.insync.replicas"] == "1"
+    assert props["group.initial.rebalance.delay.ms"] == "0"
+    assert props["auto.create.topics.enable"] == "true"
+
+
+def test_profiles_do_not_share_ports_or_dirs() -> None:
+    dev, test = stack.PROFILES["dev"], stack.PROFILES["test"]
+    dev_ports = {dev.kafka_port, dev.controller_port, dev.pg_port}
+    test_ports = {test.kafka_port, test.controller_port, test.pg_port}
+    assert not dev_ports & test_ports
+    assert not (dev_ports | test_ports) & set(stack.SERVICES.values())
+    assert dev.dir != test.dir
+    assert dev.dir.parent == test.dir.parent == stack.ROOT / ".stack"
+    assert test.database_url == "postgresql://postgres@127.0.0.1:25432/minyi"
+    assert dev.bootstrap_servers == "127.0.0.1:19092"
+
+
+def test_env_file_round_trip() -> None:
+    values = {
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:29092",
+        "DATABASE_URL": "postgresql://postgres@127.0.0.1:25432/minyi",
+    }
+    text = stack.render_env(values)
+    assert text == (
+        "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:29092\n"
+        "DATABASE_URL=postgresql://postgres@127.0.0.1:25432/minyi\n"
+    )
+    assert stack.parse_env("# comment\n\n" + text) == values
+
+
+def test_env_file_rejects_shell_unsafe_values() -> None:
+    with pytest.raises(ValueError, match="unsafe"):
+        stack.render_env({"DATABASE_URL": "postgresql://u:p$w@h/db"})
+
+
+def test_postgres_settings_per_profile() -> None:
+    test_settings = stack.postgres_settings(stack.PROFILES["test"])
+    dev_settings = stack.postgres_settings(stack.PROFILES["dev"])
+    assert "fsync=off" in test_settings
+    assert "max_connections=300" in test_settings
+    assert "fsync=on" in dev_settings
+    assert "fsync=off" not in dev_settings
+
+
+def test_kafka_cluster_id_format() -> None:
+    ids = {stack.kafka_cluster_id() for _ in range(50)}
+    assert len(ids) == 50
+    for cluster_id in ids:
+        assert len(cluster_id) == 22
+        assert not cluster_id.startswith("-")
+        assert set(cluster_id) <= set(
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+        )

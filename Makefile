@@ -39,7 +39,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy shared services tools
+	$(BIN)/mypy shared services tools tests
 
 contracts: install
 	$(BIN)/python -m tools.contracts --check

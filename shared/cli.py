@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
 import typer
 import uvicorn
@@ -17,8 +17,8 @@ from faststream.specification import AsyncAPI
 from shared.db.migrations import apply_migrations, load_migrations
 from shared.db.pool import connect
 from shared.logs import configure_logging
-from shared.settings import DatabaseSettings, HttpSettings, LogSettings
 from shared.runtime import ServiceRuntime
+from shared.settings import DatabaseSettings, HttpSettings, LogSettings
 
 
 class _Settings(Protocol):
@@ -38,7 +38,7 @@ def service_cli(
     build_app: Callable[[S], FastAPI],
     build_runtime: Callable[[S], ServiceRuntime],
     migrations_dir: Path,
-    seed: Callable[[S], Awaitable[str]] | None = None,
+    seed: Callable[[S], Coroutine[Any, Any, str]] | None = None,
 ) -> typer.Typer:
     cli = typer.Typer(help=f"Minyi {service} service", no_args_is_help=True, add_completion=False)
 
@@ -84,7 +84,9 @@ def service_cli(
         typer.echo(asyncio.run(seed(settings)))
 
     @cli.command()
-    def asyncapi(out: Path = typer.Option(None, help="Write here instead of stdout.")) -> None:
+    def asyncapi(
+        out: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+    ) -> None:
         """Print the AsyncAPI document generated from the code."""
         text = render_asyncapi(build_runtime(settings_factory()), service)
         if out is None:

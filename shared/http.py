@@ -53,7 +53,11 @@ def install_common(app: FastAPI, *, service: str, ready: ReadyCheck) -> None:
         ]
         summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
         return JSONResponse(
-            {"error": "validation_failed", "message": f"Invalid request — {summary}", "fields": fields},
+            {
+                "error": "validation_failed",
+                "message": f"Invalid request — {summary}",
+                "fields": fields,
+            },
             status_code=422,
         )
 

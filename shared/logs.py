@@ -58,4 +58,3 @@ def _identity(
     logger: object, name: str, event_dict: structlog.typing.EventDict
 ) -> structlog.typing.EventDict:
     return event_dict
-

@@ -6,7 +6,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_CONSUMED = Counter(
     "minyi_events_consumed_total",
-    "Events handled by a consumer, by outcome (processed, duplicate, ignored, failed, dead_lettered).",
+    "Events handled by a consumer, by outcome "
+    "(processed, duplicate, ignored, retried, failed, dead_lettered).",
     ["service", "topic", "outcome"],
 )
 HANDLER_SECONDS = Histogram(

@@ -47,7 +47,7 @@ async def open_pool(database_url: str, schema: str) -> Pool:
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T]], *, timeout: float = 30, what: str = "condition"
+    probe: Callable[[], Awaitable[T | None]], *, timeout: float = 30, what: str = "condition"
 ) -> T:
     """Poll `probe` until it returns something truthy (the test's patience, not a speed claim)."""
     deadline = time.monotonic() + timeout
@@ -85,7 +85,9 @@ async def produce_envelope(topic: str, envelope: EventEnvelope) -> None:
     )
 
 
-async def read_topic(topic: str, *, at_least: int = 0, quiet_s: float = 1.5, timeout: float = 30) -> list[ConsumerRecord[bytes, bytes]]:
+async def read_topic(
+    topic: str, *, at_least: int = 0, quiet_s: float = 1.5, timeout: float = 30
+) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record on `topic`, waiting for `at_least`, then for `quiet_s` without new ones."""
     consumer = AIOKafkaConsumer(
         topic,

@@ -69,7 +69,7 @@ SERVICES: dict[str, int] = {
     "notification": 8003,
     "evaluation": 8004,
 }
-SEEDED_SERVICES = ("intake", "routing")
+SEEDED_SERVICES = ("intake", "routing", "notification")
 
 console = Console()
 app = typer.Typer(

@@ -44,17 +44,18 @@ def _subscribe(runtime: ServiceRuntime, settings: EvaluationSettings, source: st
     topic = kafka.topic(source)
     consumer = f"{SERVICE}.{source.rsplit('.', 1)[-1]}"
 
-    @runtime.broker.subscriber(
-        topic,
-        **subscriber_options(kafka, service=SERVICE, topic=source),
-        title=f"evaluation:{source.rsplit('.', 1)[-1]}",
-        description="Folds events into the case read model and the KPIs.",
-    )
     async def on_event(envelope: EventEnvelope, msg: KafkaMessage) -> None:
         outcome = await handlers.on_event(
             EvaluationStore(runtime.pool), envelope, delivery_of(msg, consumer)
         )
         EVENTS_CONSUMED.labels(SERVICE, topic, outcome).inc()
+
+    runtime.broker.subscriber(
+        topic,
+        **subscriber_options(kafka, service=SERVICE, topic=source),
+        title=f"evaluation:{source.rsplit('.', 1)[-1]}",
+        description="Folds events into the case read model and the KPIs.",
+    )(on_event)
 
 
 def build_app(settings: EvaluationSettings) -> FastAPI:

@@ -26,7 +26,9 @@ class OpinionIn(BaseModel):
     category_id: ReferenceId | None = None
     deputy_id: ReferenceId | None = None
     content: Annotated[str, StringConstraints(strip_whitespace=True, min_length=5, max_length=4000)]
-    voter_name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=50)] | None = None
+    voter_name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=50)] | None = (
+        None
+    )
     voter_phone: str | None = Field(
         default=None, description="Chinese mainland mobile number; stored, never published."
     )

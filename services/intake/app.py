@@ -10,8 +10,8 @@ from services.intake.api import SERVICE, build_router
 from services.intake.settings import IntakeSettings
 from services.intake.store import IntakeStore
 from shared import topics
-from shared.events import OpinionSubmittedV1, envelope_schema
 from shared.db.pool import create_pool
+from shared.events import OpinionSubmittedV1, envelope_schema
 from shared.http import install_common
 from shared.reference import wenling
 from shared.runtime import ServiceRuntime

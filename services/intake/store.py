@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from services.intake.domain import Opinion
-from shared.events import EventEnvelope
 from shared.db.pool import Pool
+from shared.events import EventEnvelope
 from shared.messaging.outbox import add_to_outbox
 from shared.reference import ReferenceData
 
@@ -23,7 +23,9 @@ class IntakeStore:
         return town
 
     async def category_exists(self, category_id: str) -> bool:
-        return bool(await self._pool.fetchval("SELECT 1 FROM categories WHERE id = $1", category_id))
+        return bool(
+            await self._pool.fetchval("SELECT 1 FROM categories WHERE id = $1", category_id)
+        )
 
     async def deputy_exists(self, deputy_id: str) -> bool:
         return bool(await self._pool.fetchval("SELECT 1 FROM deputies WHERE id = $1", deputy_id))

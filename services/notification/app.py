@@ -59,16 +59,17 @@ def build_runtime(settings: NotificationSettings) -> ServiceRuntime:
     case_topic = kafka.topic(topics.CASE)
     consumer = f"{SERVICE}.case"
 
-    @runtime.broker.subscriber(
-        case_topic,
-        **subscriber_options(kafka, service=SERVICE, topic=topics.CASE),
-        title="notification:case",
-        description="Plans the messages each case event calls for.",
-    )
     async def on_case(envelope: EventEnvelope, msg: KafkaMessage) -> None:
         store = NotificationStore(runtime.pool, topic_prefix=kafka.topic_prefix)
         outcome = await handlers.on_case_event(store, envelope, delivery_of(msg, consumer))
         EVENTS_CONSUMED.labels(SERVICE, case_topic, outcome).inc()
+
+    runtime.broker.subscriber(
+        case_topic,
+        **subscriber_options(kafka, service=SERVICE, topic=topics.CASE),
+        title="notification:case",
+        description="Plans the messages each case event calls for.",
+    )(on_case)
 
     runtime.broker.publisher(
         kafka.topic(topics.NOTIFICATION),

@@ -54,9 +54,13 @@ class PlannedDelivery:
     params: dict[str, str]
 
 
-def delivery_id(source_event_id: UUID, recipient_kind: str, recipient_ref: str, channel: str) -> UUID:
+def delivery_id(
+    source_event_id: UUID, recipient_kind: str, recipient_ref: str, channel: str
+) -> UUID:
     """Deterministic: the same event and recipient always give the same delivery."""
-    return uuid5(DELIVERY_NAMESPACE, f"{source_event_id}|{recipient_kind}|{recipient_ref}|{channel}")
+    return uuid5(
+        DELIVERY_NAMESPACE, f"{source_event_id}|{recipient_kind}|{recipient_ref}|{channel}"
+    )
 
 
 def _local(ts: datetime) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -67,7 +67,7 @@ def build_router(store_of: Callable[[Request], RoutingStore]) -> APIRouter:
     @router.get(
         "/cases", response_model=CaseOut, summary="The case made from an opinion (by opinion id)"
     )
-    async def find_case(request: Request, opinion_id: UUID = Query(...)) -> dict[str, Any]:
+    async def find_case(request: Request, opinion_id: Annotated[UUID, Query()]) -> dict[str, Any]:
         store = store_of(request)
         case_id = await store.case_id_for_opinion(opinion_id)
         if case_id is None:
@@ -80,7 +80,9 @@ def build_router(store_of: Callable[[Request], RoutingStore]) -> APIRouter:
         summary="A department's open cases, soonest deadline first",
     )
     async def department_queue(
-        department_id: str, request: Request, limit: int = Query(50, ge=1, le=500)
+        department_id: str,
+        request: Request,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> list[dict[str, Any]]:
         store = store_of(request)
         if not await store.department_exists(department_id):

@@ -39,18 +39,19 @@ def build_runtime(settings: RoutingSettings) -> ServiceRuntime:
     opinion_topic = kafka.topic(topics.OPINION)
     consumer = f"{SERVICE}.opinion"
 
-    @runtime.broker.subscriber(
-        opinion_topic,
-        **subscriber_options(kafka, service=SERVICE, topic=topics.OPINION),
-        title="routing:opinion",
-        description="Routes each submitted opinion to a department as a case.",
-    )
     async def on_opinion(envelope: EventEnvelope, msg: KafkaMessage) -> None:
         store = RoutingStore(runtime.pool, topic_prefix=kafka.topic_prefix)
         outcome = await handlers.on_opinion_event(
             store, envelope, delivery_of(msg, consumer), settings.deadlines
         )
         EVENTS_CONSUMED.labels(SERVICE, opinion_topic, outcome).inc()
+
+    runtime.broker.subscriber(
+        opinion_topic,
+        **subscriber_options(kafka, service=SERVICE, topic=topics.OPINION),
+        title="routing:opinion",
+        description="Routes each submitted opinion to a department as a case.",
+    )(on_opinion)
 
     runtime.broker.publisher(
         kafka.topic(topics.CASE),

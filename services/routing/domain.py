@@ -50,12 +50,8 @@ class DeadlineSettings(BaseModel):
     """Defaults from common practice in Chinese government hotlines; all configurable."""
 
     model_config = ConfigDict(extra="forbid")
-    emergency: KindDeadlines = KindDeadlines(
-        acknowledge=Period(hours=1), complete=Period(hours=2)
-    )
-    utilities: KindDeadlines = KindDeadlines(
-        acknowledge=Period(hours=4), complete=Period(hours=24)
-    )
+    emergency: KindDeadlines = KindDeadlines(acknowledge=Period(hours=1), complete=Period(hours=2))
+    utilities: KindDeadlines = KindDeadlines(acknowledge=Period(hours=4), complete=Period(hours=24))
     general: KindDeadlines = KindDeadlines(
         acknowledge=Period(working_days=1), complete=Period(working_days=7)
     )

@@ -153,7 +153,10 @@ class RoutingStore:
                    VALUES ($1, $2, $3, $4)
                    ON CONFLICT (category_id, town_id, department_id)
                    DO UPDATE SET priority = EXCLUDED.priority""",
-                [(r.category_id, r.town_id, r.department_id, r.priority) for r in ref.routing_rules],
+                [
+                    (r.category_id, r.town_id, r.department_id, r.priority)
+                    for r in ref.routing_rules
+                ],
             )
             await conn.execute(
                 """INSERT INTO routing_config (key, value) VALUES ('fallback_department_id', $1)

@@ -11,7 +11,9 @@ from shared.settings import DatabaseSettings
 
 if TYPE_CHECKING:
     Pool: TypeAlias = asyncpg.Pool[asyncpg.Record]
-    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record]
+    Connection: TypeAlias = (
+        asyncpg.Connection[asyncpg.Record] | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]
+    )
 else:
     Pool = asyncpg.Pool
     Connection = asyncpg.Connection
@@ -35,9 +37,7 @@ def connect_kwargs(settings: DatabaseSettings, *, schema: str, service: str) -> 
     }
 
 
-async def create_pool(
-    settings: DatabaseSettings, *, schema: str, service: str
-) -> Pool:
+async def create_pool(settings: DatabaseSettings, *, schema: str, service: str) -> Pool:
     pool = await asyncpg.create_pool(
         **connect_kwargs(settings, schema=schema, service=service),
         min_size=settings.min_pool_size,
@@ -50,8 +50,8 @@ async def create_pool(
 
 async def connect(
     settings: DatabaseSettings, *, schema: str, service: str
-) -> Connection:
-    conn: Connection = await asyncpg.connect(
+) -> asyncpg.Connection[asyncpg.Record]:
+    conn: asyncpg.Connection[asyncpg.Record] = await asyncpg.connect(
         **connect_kwargs(settings, schema=schema, service=service)
     )
     await _init_connection(conn)

@@ -10,7 +10,7 @@ __all__ = [
     "Channel",
     "Event",
     "EventEnvelope",
-    "envelope_schema",
     "NotificationSentV1",
     "OpinionSubmittedV1",
+    "envelope_schema",
 ]

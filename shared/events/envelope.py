@@ -39,7 +39,9 @@ class EventEnvelope(BaseModel):
     occurred_at: AwareDatetime
     producer: str = Field(description="The service that produced the event.")
     aggregate_type: str
-    aggregate_id: str = Field(description="Also the Kafka message key, so one aggregate stays ordered.")
+    aggregate_id: str = Field(
+        description="Also the Kafka message key, so one aggregate stays ordered."
+    )
     correlation_id: UUID = Field(description="Shared by every event of one voter opinion's story.")
     causation_id: UUID | None = Field(default=None, description="The event that caused this one.")
     payload: dict[str, Any]
@@ -95,7 +97,7 @@ class EventEnvelope(BaseModel):
 
 def envelope_schema(event_cls: type[Event]) -> type[BaseModel]:
     """The wire shape of one event type (the envelope with its payload typed), for AsyncAPI."""
-    from typing import Literal
+    from typing import Literal, cast
 
     from pydantic import create_model
 
@@ -103,8 +105,8 @@ def envelope_schema(event_cls: type[Event]) -> type[BaseModel]:
         f"{event_cls.__name__}Envelope",
         __base__=EventEnvelope,
         __doc__=event_cls.__doc__,
-        event_type=(Literal[event_cls.event_type], event_cls.event_type),  # type: ignore[valid-type]
-        event_version=(Literal[event_cls.event_version], event_cls.event_version),  # type: ignore[valid-type]
+        event_type=(cast(Any, Literal[event_cls.event_type]), event_cls.event_type),
+        event_version=(cast(Any, Literal[event_cls.event_version]), event_cls.event_version),
         payload=(event_cls, ...),
     )
     return model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable
 
@@ -42,7 +43,7 @@ async def ensure_topics(settings: KafkaSettings, names: Iterable[str]) -> None:
         missing = [n for n in wanted if n not in existing]
         if not missing:
             return
-        try:
+        with contextlib.suppress(TopicAlreadyExistsError):  # another replica was quicker
             await admin.create_topics(
                 [
                     NewTopic(
@@ -53,8 +54,6 @@ async def ensure_topics(settings: KafkaSettings, names: Iterable[str]) -> None:
                     for n in missing
                 ]
             )
-        except TopicAlreadyExistsError:
-            pass
         log.info("topics_created", topics=missing)
     finally:
         await admin.close()

@@ -45,7 +45,7 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-class PoisonMessage(Exception):  # noqa: N818 - it names the message, not the error
+class PoisonMessage(Exception):
     """Raised by a handler for a message that can never be processed."""
 
 
@@ -93,7 +93,9 @@ class ConsumerMiddleware:
     def bind(self, publish: PublishDeadLetter) -> None:
         self._publish = publish
 
-    async def dead_letter(self, record: ConsumerRecord[Any, Any], error: BaseException, attempts: int) -> None:
+    async def dead_letter(
+        self, record: ConsumerRecord[Any, Any], error: BaseException, attempts: int
+    ) -> None:
         assert self._publish is not None, "ConsumerMiddleware.bind() was not called"
         headers = {k: v.decode("utf-8", "replace") for k, v in (record.headers or ())}
         headers.update(
@@ -114,7 +116,7 @@ class ConsumerMiddleware:
         return _PerMessage(msg, context=context, policy=self)
 
 
-class _PerMessage(BaseMiddleware):  # type: ignore[type-arg]
+class _PerMessage(BaseMiddleware):
     def __init__(self, msg: Any, /, *, context: ContextRepo, policy: ConsumerMiddleware) -> None:
         super().__init__(msg, context=context)
         self.policy = policy

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 from uuid import UUID
 
-import asyncpg
+from shared.db.pool import Connection
 
 
 @dataclass(frozen=True)
@@ -19,7 +18,7 @@ class Delivery:
     offset: int
 
 
-async def claim_once(conn: asyncpg.Connection[Any], delivery: Delivery, event_id: UUID) -> bool:
+async def claim_once(conn: Connection, delivery: Delivery, event_id: UUID) -> bool:
     """Record `event_id` as processed by this consumer; False if it already was.
 
     Must run inside the transaction that holds the handler's writes, so that the writes and

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import asyncpg
-
 from shared import topics
+from shared.db.pool import Connection
 from shared.events.envelope import EventEnvelope
 
 
 async def add_to_outbox(
-    conn: asyncpg.Connection[Any],
+    conn: Connection,
     envelopes: list[EventEnvelope] | tuple[EventEnvelope, ...],
     *,
     topic_prefix: str = "",

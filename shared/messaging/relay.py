@@ -55,7 +55,9 @@ class OutboxRelay:
                     row["headers"],
                 )
                 EVENTS_PUBLISHED.labels(self._service, row["topic"]).inc()
-            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+            await conn.execute(
+                "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+            )
             backlog = await conn.fetchval("SELECT count(*) FROM outbox")
         OUTBOX_BACKLOG.labels(self._service).set(backlog)
         log.debug("outbox_published", count=len(rows))

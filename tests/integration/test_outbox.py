@@ -67,13 +67,16 @@ async def test_an_event_whose_transaction_rolls_back_is_never_published(relay_se
     pool, relay, topic = relay_setup
     rolled_back, committed = _envelope(), _envelope()
     prefix = topic.removesuffix(topics.OPINION)
-    async with pool.acquire() as conn:
-        with pytest.raises(Boom):
-            async with conn.transaction():
-                await add_to_outbox(conn, [rolled_back], topic_prefix=prefix)
-                raise Boom
-        async with conn.transaction():
-            await add_to_outbox(conn, [committed], topic_prefix=prefix)
+
+    async def write_then_fail() -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            await add_to_outbox(conn, [rolled_back], topic_prefix=prefix)
+            raise Boom
+
+    with pytest.raises(Boom):
+        await write_then_fail()
+    async with pool.acquire() as conn, conn.transaction():
+        await add_to_outbox(conn, [committed], topic_prefix=prefix)
 
     assert await relay().publish_batch() == 1
     assert await relay().publish_batch() == 0

@@ -55,7 +55,8 @@ async def routing(infra, database_url, topic_prefix):
 
 
 async def _cases(runtime) -> int:
-    return await runtime.pool.fetchval("SELECT count(*) FROM cases")
+    count: int = await runtime.pool.fetchval("SELECT count(*) FROM cases")
+    return count
 
 
 async def test_a_redelivered_event_changes_nothing_the_second_time(routing, topic_prefix):
@@ -69,7 +70,8 @@ async def test_a_redelivered_event_changes_nothing_the_second_time(routing, topi
     await produce_envelope(opinion_topic, envelope.model_copy(update={"event_id": uuid4()}))
 
     async def processed() -> bool:
-        return await routing.pool.fetchval("SELECT count(*) FROM processed_messages") == 2
+        count: int = await routing.pool.fetchval("SELECT count(*) FROM processed_messages")
+        return count == 2
 
     await eventually(processed, what="both redeliveries to be consumed")
     assert await _cases(routing) == 1
@@ -100,9 +102,10 @@ async def test_a_poison_message_is_dead_lettered_and_the_next_one_processed(rout
     assert all(h["dlq_source_topic"] == opinion_topic.encode() for h in headers.values())
     assert b"ValidationError" in headers[b"k2"]["dlq_reason"]
     assert b"carrier-pigeon" in headers[b"k2"]["dlq_reason"]
-    assert await routing.pool.fetchval(
-        "SELECT opinion_id FROM cases"
-    ) == good.payload_as(OpinionSubmittedV1).opinion_id
+    assert (
+        await routing.pool.fetchval("SELECT opinion_id FROM cases")
+        == good.payload_as(OpinionSubmittedV1).opinion_id
+    )
 
 
 async def test_a_message_that_keeps_failing_is_retried_a_bounded_number_of_times(

@@ -5,12 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: help install up down status lint typecheck contracts contracts-update test test-unit test-integration test-e2e clean
+.PHONY: help install up down status lint typecheck contracts contracts-update test test-unit test-integration test-e2e smoke clean
 
 help:
 	@echo "make up        start Kafka, PostgreSQL and the four services (.stack/dev)"
 	@echo "make down      stop everything make up started"
 	@echo "make test      lint, type-check, contract check, then unit+integration+e2e tests"
+	@echo "make smoke     make up, the README's curl lines, make down, nothing left running"
 	@echo "make contracts-update   regenerate docs/asyncapi and docs/openapi from the code"
 
 $(STAMP): pyproject.toml
@@ -59,6 +60,9 @@ test-integration: install
 
 test-e2e: install
 	$(BIN)/pytest -p no:cacheprovider tests/e2e
+
+smoke: install
+	bash tests/smoke/readme.sh
 
 clean: down
 	rm -rf .stack $(VENV)

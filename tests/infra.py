@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -21,10 +22,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 TEST_ENV_FILE = ROOT / ".stack" / "test" / "env"
 
-# testcontainers-python's KafkaContainer drives the Confluent image's own start scripts
-# (/etc/confluent/docker/...), and with_kraft() rejects tags below 7.0.0, so the official
-# apache/kafka image cannot be used with it. cp-kafka 7.9.x ships Apache Kafka 3.9.
-KAFKA_IMAGE = "confluentinc/cp-kafka:7.9.1"
+KAFKA_IMAGE = "apache/kafka:3.9.1"
 POSTGRES_IMAGE = "postgres:18"
 CONTAINER_START_TIMEOUT_S = 120
 
@@ -33,6 +31,13 @@ CONTAINER_START_TIMEOUT_S = 120
 class Infra:
     kafka_bootstrap_servers: str
     database_url: str
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _noop() -> None:
@@ -55,8 +60,9 @@ def docker_available(timeout: float = 5.0) -> bool:
 
 
 def _start_containers() -> tuple[Infra, Callable[[], None]]:
-    from testcontainers.community.kafka import KafkaContainer
     from testcontainers.community.postgres import PostgresContainer
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
 
     started: list[Any] = []
 
@@ -74,16 +80,33 @@ def _start_containers() -> tuple[Infra, Callable[[], None]]:
         postgres.start()
         started.append(postgres)
 
-        kafka = KafkaContainer(KAFKA_IMAGE).with_kraft()
-        kafka.with_env("KAFKA_NUM_PARTITIONS", "3")
-        kafka.with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "true")
-        kafka.with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
-        kafka.with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
-        kafka.start(timeout=CONTAINER_START_TIMEOUT_S)
+        # The official image, same version as the local stack and docker-compose.yml. The host
+        # port is fixed before start so the advertised listener can name it.
+        port = _free_port()
+        kafka = (
+            DockerContainer(KAFKA_IMAGE)
+            .with_bind_ports(port, port)
+            .with_env("KAFKA_NODE_ID", "1")
+            .with_env("KAFKA_PROCESS_ROLES", "broker,controller")
+            .with_env("KAFKA_LISTENERS", f"PLAINTEXT://:{port},CONTROLLER://:9093")
+            .with_env("KAFKA_ADVERTISED_LISTENERS", f"PLAINTEXT://127.0.0.1:{port}")
+            .with_env("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER")
+            .with_env(
+                "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+            )
+            .with_env("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@localhost:9093")
+            .with_env("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1")
+            .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
+            .with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
+            .with_env("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
+            .with_env("KAFKA_NUM_PARTITIONS", "3")
+        )
+        kafka.start()
         started.append(kafka)
+        wait_for_logs(kafka, "Kafka Server started", timeout=CONTAINER_START_TIMEOUT_S)
 
         infra = Infra(
-            kafka_bootstrap_servers=kafka.get_bootstrap_server(),
+            kafka_bootstrap_servers=f"127.0.0.1:{port}",
             # driver=None: plain postgresql://user:pass@host:port/db, as asyncpg wants it.
             database_url=postgres.get_connection_url(driver=None),
         )

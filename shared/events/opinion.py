@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar
 from uuid import UUID
@@ -49,4 +48,18 @@ class OpinionSubmittedV1(Event):
         return str(self.opinion_id)
 
 
-__all__ = ["Channel", "OpinionSubmittedV1", "datetime"]
+class VoterContactRecordedV1(Event):
+    """How to reach the voter of one opinion. Personal data: on the restricted topic
+    `minyi.contact`, read by notification only, never logged."""
+
+    event_type: ClassVar[str] = "voter_contact.recorded"
+    event_version: ClassVar[int] = 1
+    aggregate_type: ClassVar[str] = "contact"
+
+    opinion_id: UUID
+    phone_e164: str | None = None
+    wechat_openid: str | None = None
+    wechat_opted_in: bool = False
+
+    def aggregate_id(self) -> str:
+        return str(self.opinion_id)

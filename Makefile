@@ -5,12 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: help install up down status lint typecheck contracts contracts-update test test-unit test-integration test-e2e smoke clean
+.PHONY: help install up down status lint typecheck contracts contracts-update test test-unit test-integration test-e2e smoke bench bench-quick clean
 
 help:
 	@echo "make up        start Kafka, PostgreSQL and the four services (.stack/dev)"
 	@echo "make down      stop everything make up started"
 	@echo "make test      lint, type-check, contract check, then unit+integration+e2e tests"
+	@echo "make bench     benchmarks on the whole local stack -> BENCHMARKS.md, docs/bench/"
 	@echo "make smoke     make up, the README's curl lines, make down, nothing left running"
 	@echo "make contracts-update   regenerate docs/asyncapi and docs/openapi from the code"
 
@@ -46,7 +47,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy shared services tools tests
+	$(BIN)/mypy shared services tools tests bench
 
 contracts: install
 	$(BIN)/python -m tools.contracts --check
@@ -66,6 +67,14 @@ test-integration: install
 
 test-e2e: install
 	$(BIN)/pytest -p no:cacheprovider tests/e2e
+
+bench: install
+	$(BIN)/python -m tools.stack build
+	$(BIN)/python -m bench.run
+
+bench-quick: install
+	$(BIN)/python -m tools.stack build
+	$(BIN)/python -m bench.run --quick
 
 smoke: install
 	bash tests/smoke/readme.sh

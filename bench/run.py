@@ -1,0 +1,352 @@
+"""`make bench`: the whole local stack on this machine, measured.
+
+Writes docs/bench/results.json, docs/bench/latency.png and the tables in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import aiohttp
+import asyncpg
+import psutil
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bench.loadgen import StepResult, open_loop, opinion_mix, percentile
+from bench.raw import kafka_produce_consume, postgres_writes
+from tests.fakes.aliyun_sms import FakeAliyunServer
+from tests.infra import start_infra
+from tests.processes import ServiceProcess, run_command, service_env
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "docs" / "bench"
+console = Console()
+app = typer.Typer(add_completion=False)
+SERVICES = ("intake", "routing", "notification", "evaluation")
+
+
+@contextmanager
+def fresh_database(admin_url: str) -> Iterator[str]:
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    base, _, _ = admin_url.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+class RssSampler:
+    """Peak resident memory of each service process, sampled every 200 ms."""
+
+    def __init__(self, processes: dict[str, ServiceProcess]) -> None:
+        self.peaks: dict[str, float] = {}
+        self._procs = {name: psutil.Process(p.proc.pid) for name, p in processes.items() if p.proc}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            for name, proc in self._procs.items():
+                try:
+                    rss = proc.memory_info().rss / 2**20
+                except psutil.Error:
+                    continue
+                self.peaks[name] = max(self.peaks.get(name, 0.0), rss)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def start_services(
+    names: tuple[str, ...],
+    database_url: str,
+    prefix: str,
+    log_dir: Path,
+    sms: FakeAliyunServer | None,
+) -> dict[str, ServiceProcess]:
+    extra = {
+        "MINYI_NOTIFICATION__SMS__PROVIDER": "aliyun",
+        "MINYI_NOTIFICATION__SMS__ALIYUN__ENDPOINT": sms.endpoint if sms else "",
+        "MINYI_NOTIFICATION__SMS__ALIYUN__PROTOCOL": "http",
+        "MINYI_NOTIFICATION__SMS__ALIYUN__ACCESS_KEY_ID": "bench",
+        "MINYI_NOTIFICATION__SMS__ALIYUN__ACCESS_KEY_SECRET": "bench-secret",
+    }
+    processes: dict[str, ServiceProcess] = {}
+    for name in names:
+        env = service_env(
+            name,
+            database_url=database_url,
+            topic_prefix=prefix,
+            extra={
+                **(extra if name == "notification" and sms else {}),
+                f"MINYI_{name.upper()}__LOG__LEVEL": "WARNING",
+            },
+        )
+        run_command(name, "migrate", env)
+        if name != "evaluation":
+            run_command(name, "seed", env)
+        processes[name] = ServiceProcess(name, env, log_dir)
+    for p in processes.values():
+        p.start(wait_ready=False)
+    for p in processes.values():
+        p.wait_ready()
+    return processes
+
+
+def intake_request(url: str):  # type: ignore[no-untyped-def]
+    make = opinion_mix()
+
+    async def request(session: aiohttp.ClientSession, i: int) -> tuple[bool, str]:
+        async with session.post(f"{url}/api/v1/opinions", json=make(i)) as response:
+            await response.read()
+            return response.status == 201, str(response.status)
+
+    return request
+
+
+def step(rate: float, duration: float, request: Any, **kw: Any) -> StepResult:
+    return asyncio.run(open_loop(rate=rate, duration_s=duration, request=request, **kw))
+
+
+def bench_intake(
+    infra_db: str, rates: list[float], duration: float, log_dir: Path
+) -> dict[str, Any]:
+    with fresh_database(infra_db) as db:
+        procs = start_services(("intake",), db, f"b{uuid.uuid4().hex[:6]}.", log_dir, None)
+        try:
+            url = procs["intake"].url
+            step(50, 2, intake_request(url))  # warm-up
+            results = []
+            with RssSampler(procs) as rss:
+                for rate in rates:
+                    r = step(rate, duration, intake_request(url)).summary()
+                    results.append(r)
+                    console.print(f"intake @ {rate}/s: {r}")
+            return {"steps": results, "peak_rss_mb": {k: round(v) for k, v in rss.peaks.items()}}
+        finally:
+            for p in procs.values():
+                p.stop()
+
+
+def bench_end_to_end(
+    infra_db: str, rates: list[float], duration: float, log_dir: Path
+) -> dict[str, Any]:
+    with (
+        fresh_database(infra_db) as db,
+        FakeAliyunServer(access_key_id="bench", access_key_secret="bench-secret") as sms,
+    ):
+        procs = start_services(SERVICES, db, f"b{uuid.uuid4().hex[:6]}.", log_dir, sms)
+        try:
+            url = procs["intake"].url
+            make = opinion_mix(seed=11)
+            results = []
+            with RssSampler(procs) as rss:
+                for rate in rates:
+                    sms.reset()
+                    receipts: dict[str, float] = {}
+
+                    async def request(
+                        session: aiohttp.ClientSession,
+                        i: int,
+                        receipts: dict[str, float] = receipts,
+                    ) -> tuple[bool, str]:
+                        sent = time.time()
+                        async with session.post(f"{url}/api/v1/opinions", json=make(i)) as resp:
+                            body = await resp.json()
+                            if resp.status == 201:
+                                receipts[body["receipt_code"]] = sent
+                            return resp.status == 201, str(resp.status)
+
+                    accepted = step(rate, duration, request)
+                    drained = _wait_for_sms(sms, len(receipts), timeout=max(30.0, duration * 3))
+                    latencies = []
+                    for record in drained:
+                        code = (record.get("template_param") or {}).get("receipt_code")
+                        if code in receipts:
+                            at = datetime.fromisoformat(record["received_at"]).timestamp()
+                            latencies.append((at - receipts[code]) * 1000)
+                    summary = {
+                        "offered_per_s": rate,
+                        "accepted": accepted.ok,
+                        "accepted_per_s": accepted.summary()["accepted_per_s"],
+                        "notified": len(latencies),
+                        "e2e_p50_ms": round(percentile(latencies, 50), 1),
+                        "e2e_p99_ms": round(percentile(latencies, 99), 1),
+                        "intake_p99_ms": accepted.summary()["p99_ms"],
+                    }
+                    results.append(summary)
+                    console.print(f"end-to-end @ {rate}/s: {summary}")
+                    if summary["e2e_p99_ms"] > 1000 or summary["notified"] < accepted.ok:
+                        break
+            holding = [
+                r
+                for r in results
+                if r["e2e_p99_ms"] <= 1000
+                and r["notified"] == r["accepted"]
+                and r["accepted_per_s"] >= 0.95 * r["offered_per_s"]
+            ]
+            return {
+                "steps": results,
+                "headline_per_s": max((r["offered_per_s"] for r in holding), default=0),
+                "peak_rss_mb": {k: round(v) for k, v in rss.peaks.items()},
+            }
+        finally:
+            for p in procs.values():
+                p.stop()
+
+
+def _wait_for_sms(sms: FakeAliyunServer, expected: int, timeout: float) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    records: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        records = sms.requests()
+        if len(records) >= expected:
+            break
+        time.sleep(0.5)
+    return records
+
+
+def write_outputs(results: dict[str, Any]) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4))
+        intake = results.get("intake", {}).get("steps", [])
+        e2e = results.get("end_to_end", {}).get("steps", [])
+        if intake:
+            ax.plot(
+                [s["offered_per_s"] for s in intake],
+                [s["p99_ms"] for s in intake],
+                "o-",
+                label="intake p99 (accepted)",
+            )
+        if e2e:
+            ax.plot(
+                [s["offered_per_s"] for s in e2e],
+                [s["e2e_p99_ms"] for s in e2e],
+                "s-",
+                label="end to end p99 (opinion → SMS)",
+            )
+            ax.plot(
+                [s["offered_per_s"] for s in e2e],
+                [s["e2e_p50_ms"] for s in e2e],
+                "s--",
+                label="end to end p50",
+            )
+        ax.axhline(1000, color="grey", linewidth=0.8, linestyle=":")
+        ax.set_xlabel("offered load (opinions/s)")
+        ax.set_ylabel("latency (ms)")
+        ax.set_yscale("log")
+        ax.legend()
+        ax.set_title("Minyi on one 2-core machine")
+        fig.tight_layout()
+        fig.savefig(OUT / "latency.png", dpi=110)
+    except ImportError:
+        console.print("matplotlib missing: no plot")
+
+
+@app.command()
+def main(
+    quick: Annotated[bool, typer.Option(help="Short steps (CI smoke of the harness).")] = False,
+    intake_rates: Annotated[str, typer.Option()] = "250,500,1000,1500,2000",
+    e2e_rates: Annotated[str, typer.Option()] = "50,100,200,300,400,600,800,1000",
+    duration: Annotated[float, typer.Option(help="Seconds per step.")] = 20.0,
+) -> None:
+    if quick:
+        duration = 3.0
+    infra, stop = start_infra()
+    os.environ["KAFKA_BOOTSTRAP_SERVERS"] = infra.kafka_bootstrap_servers
+    os.environ["DATABASE_URL"] = infra.database_url
+    log_dir = Path(tempfile.mkdtemp(prefix="minyi-bench-"))
+    results: dict[str, Any] = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30),
+            "python": platform.python_version(),
+        },
+        "step_duration_s": duration,
+    }
+    try:
+        console.rule("raw limits")
+        results["raw_kafka"] = asyncio.run(
+            kafka_produce_consume(infra.kafka_bootstrap_servers, count=100_000, size=700)
+        )
+        results["raw_postgres"] = asyncio.run(
+            postgres_writes(infra.database_url, count=100_000, size=200)
+        )
+        console.print(results["raw_kafka"], results["raw_postgres"])
+        console.rule("intake")
+        results["intake"] = bench_intake(
+            infra.database_url, [float(r) for r in intake_rates.split(",")], duration, log_dir
+        )
+        console.rule("end to end")
+        results["end_to_end"] = bench_end_to_end(
+            infra.database_url, [float(r) for r in e2e_rates.split(",")], duration, log_dir
+        )
+        headline = results["end_to_end"]["headline_per_s"]
+        results["ratios"] = {
+            "e2e_headline_vs_raw_kafka_produce": round(
+                headline / results["raw_kafka"]["produce_per_s"], 4
+            ),
+            "e2e_headline_vs_raw_pg_one_tx_per_row": round(
+                headline / results["raw_postgres"]["one_tx_per_row_per_s"], 4
+            ),
+        }
+    finally:
+        stop()
+    write_outputs(results)
+    table = Table(title="summary")
+    table.add_column("what")
+    table.add_column("figure")
+    best = max(results["intake"]["steps"], key=lambda s: s["accepted_per_s"])
+    table.add_row(
+        "intake accepted/s (best step)", f"{best['accepted_per_s']} (p99 {best['p99_ms']} ms)"
+    )
+    table.add_row("end-to-end headline (p99 ≤ 1 s)", f"{results['end_to_end']['headline_per_s']}/s")
+    table.add_row(
+        "raw Kafka produce/consume",
+        f"{results['raw_kafka']['produce_per_s']}/{results['raw_kafka']['consume_per_s']} msg/s",
+    )
+    table.add_row(
+        "raw PostgreSQL 1 tx/row", f"{results['raw_postgres']['one_tx_per_row_per_s']} rows/s"
+    )
+    console.print(table)
+    console.print(f"written: {OUT / 'results.json'}; service logs in {log_dir}")
+
+
+if __name__ == "__main__":
+    app()

@@ -74,6 +74,19 @@ class ServiceRuntime:
             value, topic, key=key, headers={"content-type": "application/json", **headers}
         )
 
+    async def send_raw(
+        self, topic: str, key: bytes | None, value: bytes, headers: dict[str, str]
+    ) -> Awaitable[Any]:
+        """Enqueue without waiting; the returned future completes on the broker's ack."""
+        future: Awaitable[Any] = await self.broker.publish(
+            value,
+            topic,
+            key=key,
+            headers={"content-type": "application/json", **headers},
+            no_confirm=True,
+        )
+        return future
+
     async def _connect(self) -> asyncpg.Connection[Any]:
         return await connect(self.database, schema=self.schema, service=self.service)
 
@@ -88,7 +101,7 @@ class ServiceRuntime:
         await self.broker.start()
         relay = OutboxRelay(
             pool=self.pool,
-            publish=self.publish_raw,
+            send=self.send_raw,
             service=self.service,
             batch_size=self.outbox.batch_size,
         )

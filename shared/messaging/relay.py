@@ -10,6 +10,7 @@ deduplicate on the event id, so that changes nothing downstream).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,8 +22,9 @@ from shared.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG
 
 log = structlog.get_logger(__name__)
 
-Publish = Callable[[str, bytes, bytes, dict[str, str]], Awaitable[Any]]
-"""publish(topic, key, value, headers): returns once the broker acknowledged (acks=all)."""
+Send = Callable[[str, bytes, bytes, dict[str, str]], Awaitable[Awaitable[Any]]]
+"""send(topic, key, value, headers): enqueues the record with the producer and returns an
+awaitable that completes when the broker acknowledged it (acks=all)."""
 
 
 class OutboxRelay:
@@ -30,12 +32,12 @@ class OutboxRelay:
         self,
         *,
         pool: Pool,
-        publish: Publish,
+        send: Send,
         service: str,
         batch_size: int,
     ) -> None:
         self._pool = pool
-        self._publish = publish
+        self._send = send
         self._service = service
         self._batch_size = batch_size
 
@@ -54,13 +56,19 @@ class OutboxRelay:
             if not rows:
                 OUTBOX_BACKLOG.labels(self._service).set(0)
                 return 0
-            for row in rows:
-                await self._publish(
+            # Enqueue the whole batch, then wait for every acknowledgement: the producer batches
+            # records per partition and its idempotence keeps them in order.
+            acks = [
+                await self._send(
                     row["topic"],
                     row["message_key"].encode(),
                     orjson.dumps(row["payload"]),
                     row["headers"],
                 )
+                for row in rows
+            ]
+            await asyncio.gather(*acks)
+            for row in rows:
                 EVENTS_PUBLISHED.labels(self._service, row["topic"]).inc()
             await conn.execute(
                 "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]

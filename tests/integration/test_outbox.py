@@ -50,13 +50,13 @@ async def relay_setup(infra, database_url, topic_prefix):
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap(), acks="all", enable_idempotence=True)
     await producer.start()
 
-    async def publish(topic: str, key: bytes, value: bytes, headers: dict[str, str]) -> None:
-        await producer.send_and_wait(
+    async def send(topic: str, key: bytes, value: bytes, headers: dict[str, str]):
+        return await producer.send(
             topic, value, key=key, headers=[(k, v.encode()) for k, v in headers.items()]
         )
 
     def relay(batch_size: int = 100) -> OutboxRelay:
-        return OutboxRelay(pool=pool, publish=publish, service="test", batch_size=batch_size)
+        return OutboxRelay(pool=pool, send=send, service="test", batch_size=batch_size)
 
     yield pool, relay, kafka.topic(topics.OPINION)
     await producer.stop()

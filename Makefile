@@ -5,13 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: help install up down status lint typecheck contracts contracts-update test test-unit test-integration test-e2e smoke bench bench-quick clean
+.PHONY: help install up down status lint typecheck contracts contracts-update test test-unit test-integration test-e2e smoke bench bench-quick chaos chaos-short clean
 
 help:
 	@echo "make up        start Kafka, PostgreSQL and the four services (.stack/dev)"
 	@echo "make down      stop everything make up started"
 	@echo "make test      lint, type-check, contract check, then unit+integration+e2e tests"
 	@echo "make bench     benchmarks on the whole local stack -> BENCHMARKS.md, docs/bench/"
+	@echo "make chaos     faults under load for CHAOS_SECONDS (600), then the ledger: lost 0, duplicated 0"
 	@echo "make smoke     make up, the README's curl lines, make down, nothing left running"
 	@echo "make contracts-update   regenerate docs/asyncapi and docs/openapi from the code"
 
@@ -37,6 +38,7 @@ down:
 	@if [ -x $(BIN)/python ]; then \
 	  $(BIN)/python -m tools.stack down --profile dev; \
 	  $(BIN)/python -m tools.stack down --profile test; \
+	  $(BIN)/python -m tools.stack down --profile chaos; \
 	fi
 
 status: install
@@ -75,6 +77,15 @@ bench: install
 bench-quick: install
 	$(BIN)/python -m tools.stack build
 	$(BIN)/python -m bench.run --quick
+
+CHAOS_SECONDS ?= 600
+chaos: install
+	$(BIN)/python -m tools.stack build
+	$(BIN)/python -m bench.chaos --duration $(CHAOS_SECONDS) --report docs/reliability/chaos.json
+
+chaos-short: install
+	$(BIN)/python -m tools.stack build
+	$(BIN)/python -m bench.chaos --duration 150 --rate 10 --kills 20
 
 smoke: install
 	bash tests/smoke/readme.sh

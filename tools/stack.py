@@ -82,6 +82,7 @@ app = typer.Typer(
 class ProfileName(enum.StrEnum):
     dev = "dev"
     test = "test"
+    chaos = "chaos"
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "dev": Profile("dev", kafka_port=19092, controller_port=19093, pg_port=15432),
     "test": Profile("test", kafka_port=29092, controller_port=29093, pg_port=25432),
+    "chaos": Profile("chaos", kafka_port=49092, controller_port=49093, pg_port=45432),
 }
 
 ProfileOpt = Annotated[
@@ -205,7 +207,7 @@ def parse_env(text: str) -> dict[str, str]:
 
 def postgres_settings(profile: Profile) -> list[str]:
     """``-c name=value`` server settings per profile."""
-    if profile.name == "test":
+    if profile.name in ("test", "chaos"):
         settings = {
             "max_connections": "300",
             "fsync": "off",

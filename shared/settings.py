@@ -72,4 +72,6 @@ def service_settings_config(service: str) -> SettingsConfigDict:
         env_nested_delimiter="__",
         extra="forbid",
         case_sensitive=False,
+        # MINYI_INTAKE__HTTP__HOST alone keeps the section's other defaults (e.g. the port).
+        nested_model_default_partial_update=True,
     )

@@ -20,6 +20,6 @@ class EvaluationSettings(BaseSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
-    http: HttpSettings = Field(default_factory=lambda: HttpSettings(port=8004))
+    http: HttpSettings = HttpSettings(port=8004)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     log: LogSettings = Field(default_factory=LogSettings)

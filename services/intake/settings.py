@@ -20,7 +20,7 @@ class IntakeSettings(BaseSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
-    http: HttpSettings = Field(default_factory=lambda: HttpSettings(port=8001))
+    http: HttpSettings = HttpSettings(port=8001)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     public_base_url: str = Field(

@@ -22,7 +22,7 @@ class NotificationSettings(BaseSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
-    http: HttpSettings = Field(default_factory=lambda: HttpSettings(port=8003))
+    http: HttpSettings = HttpSettings(port=8003)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     sms: SmsSettings = Field(default_factory=SmsSettings)

@@ -21,7 +21,7 @@ class RoutingSettings(BaseSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
-    http: HttpSettings = Field(default_factory=lambda: HttpSettings(port=8002))
+    http: HttpSettings = HttpSettings(port=8002)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     deadlines: DeadlineSettings = Field(default_factory=DeadlineSettings)

@@ -27,3 +27,10 @@ def test_misspelt_settings_are_refused(monkeypatch):
     monkeypatch.setenv("MINYI_ROUTING__KAFKA__BOOTSTRAP_SERVER", "typo:9092")
     with pytest.raises(ValidationError):
         RoutingSettings()
+
+
+def test_one_variable_of_a_section_keeps_the_sections_other_defaults(monkeypatch):
+    monkeypatch.setenv("MINYI_ROUTING__HTTP__HOST", "0.0.0.0")
+    settings = RoutingSettings()
+    assert settings.http.host == "0.0.0.0"
+    assert settings.http.port == 8002

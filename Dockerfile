@@ -34,15 +34,21 @@ FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="minyi" \
       org.opencontainers.image.description="Minyi services: intake, routing, notification, evaluation"
 
-# The MINYI_*__HTTP__HOST lines make each service listen on all interfaces
-# inside a container (its own default is loopback).
+# The MINYI_*__HTTP__* lines make each service listen on all interfaces inside
+# a container (its own default is loopback). Host and port go together: an
+# `http` section read from the environment replaces the service's default one,
+# so HOST alone would leave it without a port (and the settings refuse that).
 ENV PATH="/opt/venv/bin:${PATH}" \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     MINYI_INTAKE__HTTP__HOST=0.0.0.0 \
+    MINYI_INTAKE__HTTP__PORT=8001 \
     MINYI_ROUTING__HTTP__HOST=0.0.0.0 \
+    MINYI_ROUTING__HTTP__PORT=8002 \
     MINYI_NOTIFICATION__HTTP__HOST=0.0.0.0 \
-    MINYI_EVALUATION__HTTP__HOST=0.0.0.0
+    MINYI_NOTIFICATION__HTTP__PORT=8003 \
+    MINYI_EVALUATION__HTTP__HOST=0.0.0.0 \
+    MINYI_EVALUATION__HTTP__PORT=8004
 
 # Fixed numeric ids so Kubernetes' runAsNonRoot can check them.
 RUN groupadd --system --gid 10001 minyi \

@@ -4,9 +4,10 @@ Tokens are issued by routing's `POST /api/v1/auth/token` against argon2-hashed c
 (departments, stations, the committee, operators, admins). Voters hold no account: a receipt
 code (or a signed rating link) is their only key. This module holds the plumbing only; which
 role may do what is each service's rule.
-"""
 
-from __future__ import annotations
+(No `from __future__ import annotations` here: FastAPI must resolve the `Depends` inside the
+dependencies built below at run time; tests/unit/test_auth.py pins it.)
+"""
 
 import os
 import uuid

@@ -3,6 +3,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
+from services.evaluation.ratings import RatingSettings
+from shared.auth import AuthSettings
 from shared.settings import (
     DatabaseSettings,
     HttpSettings,
@@ -14,7 +16,7 @@ from shared.settings import (
 
 
 class EvaluationSettings(BaseSettings):
-    """Environment: `MINYI_EVALUATION__<SECTION>__<FIELD>`, e.g. `MINYI_INTAKE__HTTP__PORT`."""
+    """Environment: `MINYI_EVALUATION__<SECTION>__<FIELD>`, e.g. `MINYI_EVALUATION__HTTP__PORT`."""
 
     model_config = service_settings_config("evaluation")
 
@@ -23,3 +25,5 @@ class EvaluationSettings(BaseSettings):
     http: HttpSettings = HttpSettings(port=8004)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    rating: RatingSettings = Field(default_factory=RatingSettings)

@@ -1,34 +1,76 @@
 """Intake's HTTP handlers: translate a request into a call, nothing more."""
 
-from __future__ import annotations
-
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Any
 from uuid import uuid4
 
-from fastapi import APIRouter, HTTPException, Request, status
+import structlog
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from services.intake.domain import InvalidPhone, Opinion, new_receipt_code, normalise_mobile
-from services.intake.store import IntakeStore
-from shared.events import Channel, EventEnvelope
+from services.intake import wechat
+from services.intake.domain import (
+    CONTENT_MAX,
+    CONTENT_MIN,
+    NAME_MAX,
+    SERVICE,
+    FieldProblem,
+    InvalidPhone,
+    Opinion,
+    ReferenceSnapshot,
+    new_receipt_code,
+    normalise_mobile,
+    not_in_future,
+    request_fingerprint,
+)
+from services.intake.settings import IntakeSettings
+from services.intake.store import IdempotencyConflict, IdempotencyKey, IntakeStore
+from shared.auth import Principal, Role, principal_dependency
+from shared.events import Channel
+from shared.ratelimit import RateLimiter
 
-SERVICE = "intake"
+__all__ = ["SERVICE", "build_router"]
+
+log = structlog.get_logger(__name__)
+
 ReferenceId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-CLOCK_SKEW = timedelta(minutes=5)
+Content = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=CONTENT_MIN, max_length=CONTENT_MAX)
+]
+VoterName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=NAME_MAX)]
+IdempotencyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=8,
+        max_length=128,
+        description="Any unique string (e.g. a UUID) per submission: a retry with the same key "
+        "and body returns the same receipt(s); the same key with another body gets 409.",
+    ),
+]
+STAFF_ROLES = frozenset({Role.STATION, Role.OPERATOR, Role.ADMIN})
 
 
-class OpinionIn(BaseModel):
+class StaffChannel(StrEnum):
+    """Channels station staff enter opinions by."""
+
+    STATION_RECEPTION = Channel.STATION_RECEPTION.value
+    DEPUTY_VISIT = Channel.DEPUTY_VISIT.value
+    JOINT_SESSION = Channel.JOINT_SESSION.value
+    MAILBOX = Channel.MAILBOX.value
+    HOTLINE = Channel.HOTLINE.value
+
+
+class OpinionFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    channel: Channel
-    station_id: ReferenceId
     category_id: ReferenceId | None = None
     deputy_id: ReferenceId | None = None
-    content: Annotated[str, StringConstraints(strip_whitespace=True, min_length=5, max_length=4000)]
-    voter_name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=50)] | None = (
-        None
-    )
+    content: Content
+    voter_name: VoterName | None = None
     voter_phone: str | None = Field(
         default=None, description="Chinese mainland mobile number; stored, never published."
     )
@@ -46,12 +88,35 @@ class OpinionIn(BaseModel):
         except InvalidPhone as exc:
             raise ValueError(f"{exc} (e.g. 13800138000)") from exc
 
+    @field_validator("voter_name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return value or None
+
     @field_validator("occurred_at")
     @classmethod
     def _not_future(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value > datetime.now(UTC) + CLOCK_SKEW:
-            raise ValueError("must not be in the future")
-        return value
+        return None if value is None else not_in_future(value, datetime.now(UTC))
+
+
+class OpinionIn(OpinionFields):
+    """The public online form (anonymous). Staff channels need a station account."""
+
+    channel: Channel = Channel.ONLINE
+    station_id: ReferenceId
+
+
+class StaffOpinionIn(OpinionFields):
+    """One opinion entered by station staff; the station is the one in the path."""
+
+    channel: StaffChannel
+
+
+class BatchIn(BaseModel):
+    """A reception day's opinions: all recorded, or none."""
+
+    model_config = ConfigDict(extra="forbid")
+    items: list[StaffOpinionIn] = Field(min_length=1, max_length=500)
 
 
 class ReceiptOut(BaseModel):
@@ -61,7 +126,26 @@ class ReceiptOut(BaseModel):
     submitted_at: datetime
 
 
+class BatchReceiptOut(BaseModel):
+    station_id: str
+    count: int
+    receipts: list[ReceiptOut] = Field(description="In the order of the items.")
+
+
+class StageOut(BaseModel):
+    stage: str = Field(
+        description="submitted, triaged, assigned, acknowledged, extension_requested, "
+        "extension_granted, extension_refused, returned, completed, reopened, closed, overdue, "
+        "supervised, rated, evaluated, invitation_requested, invitation_approved, "
+        "invitation_declined"
+    )
+    at: datetime
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
 class OpinionStatusOut(BaseModel):
+    """The voter's view: where the opinion stands. Never any personal data."""
+
     receipt_code: str
     channel: str
     station: str
@@ -70,74 +154,455 @@ class OpinionStatusOut(BaseModel):
     submitted_at: datetime
     received_at: datetime
     stage: str = "submitted"
+    history: list[StageOut]
 
 
-def _unknown(field: str, value: str) -> HTTPException:
+def _invalid(problems: Sequence[FieldProblem]) -> HTTPException:
+    summary = "; ".join(f"{p.field}: {p.message}" for p in problems)
     return HTTPException(
         status.HTTP_422_UNPROCESSABLE_CONTENT,
         detail={
             "error": "validation_failed",
-            "message": f"Invalid request — {field}: unknown id {value!r}",
-            "fields": [{"field": field, "message": f"unknown id {value!r}"}],
+            "message": f"Invalid request — {summary}",
+            "fields": [{"field": p.field, "message": p.message} for p in problems],
         },
     )
 
 
-def build_router(store_of: Any, public_base_url: str) -> APIRouter:
-    """`store_of(request)` gives the IntakeStore (opened in the lifespan)."""
-    router = APIRouter(prefix="/api/v1", tags=["opinions"])
+@dataclass(frozen=True)
+class Deps:
+    store_of: Callable[[Request], IntakeStore]
+    settings: IntakeSettings
+    limiter: RateLimiter
 
-    @router.post(
-        "/opinions",
-        status_code=status.HTTP_201_CREATED,
-        response_model=ReceiptOut,
-        summary="Submit a voter's opinion; returns the tracking receipt",
-        responses={422: {"description": "A field is invalid; nothing was recorded."}},
-    )
-    async def submit_opinion(body: OpinionIn, request: Request) -> ReceiptOut:
-        store: IntakeStore = store_of(request)
-        town_id = await store.station_town(body.station_id)
-        if town_id is None:
-            raise _unknown("station_id", body.station_id)
-        if body.category_id is not None and not await store.category_exists(body.category_id):
-            raise _unknown("category_id", body.category_id)
-        if body.deputy_id is not None and not await store.deputy_exists(body.deputy_id):
-            raise _unknown("deputy_id", body.deputy_id)
-        opinion = Opinion(
-            opinion_id=uuid4(),
-            receipt_code=new_receipt_code(),
-            channel=body.channel,
-            station_id=body.station_id,
-            town_id=town_id,
-            category_id=body.category_id,
-            deputy_id=body.deputy_id,
-            content=body.content,
-            voter_name=body.voter_name or None,
-            voter_phone=body.voter_phone,
-            submitted_at=body.occurred_at or datetime.now(UTC),
-        )
-        envelope = EventEnvelope.wrap(
-            opinion.submitted_event(), producer=SERVICE, correlation_id=opinion.opinion_id
-        )
-        await store.save_submitted(opinion, envelope)
+    def receipt(self, opinion: Opinion) -> dict[str, Any]:
         return ReceiptOut(
             opinion_id=str(opinion.opinion_id),
             receipt_code=opinion.receipt_code,
-            status_url=f"{public_base_url}/api/v1/receipts/{opinion.receipt_code}",
+            status_url=f"{self.settings.public_base_url}/api/v1/receipts/{opinion.receipt_code}",
             submitted_at=opinion.submitted_at,
+        ).model_dump(mode="json")
+
+
+def make_opinion(
+    fields: OpinionFields,
+    *,
+    channel: Channel,
+    station_id: str,
+    town_id: str,
+    now: datetime,
+    entered_by: str | None = None,
+    wechat_openid: str | None = None,
+    import_key: str | None = None,
+) -> Opinion:
+    return Opinion(
+        opinion_id=uuid4(),
+        receipt_code=new_receipt_code(),
+        channel=channel,
+        station_id=station_id,
+        town_id=town_id,
+        category_id=fields.category_id,
+        deputy_id=fields.deputy_id,
+        content=fields.content,
+        voter_name=fields.voter_name,
+        voter_phone=fields.voter_phone,
+        submitted_at=fields.occurred_at or now,
+        wechat_openid=wechat_openid,
+        entered_by=entered_by,
+        import_key=import_key,
+    )
+
+
+def check_staff(principal: Principal, station_id: str) -> None:
+    """Station staff enter opinions for their own station; operators and admins for any."""
+    if principal.role is Role.ANONYMOUS:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail={"message": "Sign in with a station account to enter opinions."},
+            headers={"WWW-Authenticate": "Bearer"},
         )
+    if principal.role not in STAFF_ROLES:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail={"message": f"A {principal.role.value} account may not enter opinions."},
+        )
+    if principal.role is Role.STATION and principal.station_id != station_id:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail={
+                "message": f"A station account may enter opinions for its own station only "
+                f"({principal.station_id}), not {station_id}."
+            },
+        )
+
+
+def _idempotency(scope: str, key: str | None, body: dict[str, Any]) -> IdempotencyKey | None:
+    if key is None:
+        return None
+    return IdempotencyKey(scope=scope, key=key.strip(), request_hash=request_fingerprint(body))
+
+
+def _conflict() -> HTTPException:
+    return HTTPException(
+        status.HTTP_409_CONFLICT,
+        detail={
+            "message": "This Idempotency-Key was used for a different request; "
+            "use a new key for a new submission."
+        },
+    )
+
+
+def build_router(deps: Deps) -> APIRouter:
+    router = APIRouter(prefix="/api/v1")
+    settings = deps.settings
+    current = principal_dependency(settings.auth)
+    per_address = deps.limiter.parse(settings.rate_limit.per_address)
+    per_phone = deps.limiter.parse(settings.rate_limit.per_phone)
+
+    async def save(
+        request: Request,
+        response: Response,
+        opinions: list[Opinion],
+        result: dict[str, Any],
+        idempotency: IdempotencyKey | None,
+    ) -> dict[str, Any]:
+        try:
+            saved = await deps.store_of(request).save_opinions(
+                opinions, response=result, idempotency=idempotency
+            )
+        except IdempotencyConflict as exc:
+            raise _conflict() from exc
+        if saved.replayed:
+            response.headers["Idempotent-Replayed"] = "true"
+        else:
+            log.info("opinions_recorded", count=len(opinions), channel=opinions[0].channel.value)
+        return saved.response
+
+    @router.post(
+        "/opinions",
+        tags=["opinions"],
+        status_code=status.HTTP_201_CREATED,
+        response_model=ReceiptOut,
+        summary="Submit a voter's opinion (public online form); returns the tracking receipt",
+        description="Anonymous, channel `online`, with or without a phone number. Staff "
+        "channels need a station account (see `/stations/{station_id}/opinions`). "
+        "Rate-limited per client address and per phone number.",
+        responses={
+            409: {"description": "The Idempotency-Key was used for another request."},
+            413: {"description": "The body is too large."},
+            422: {"description": "A field is invalid; nothing was recorded."},
+            429: {"description": "Too many requests; see Retry-After."},
+        },
+    )
+    async def submit_opinion(
+        body: OpinionIn,
+        request: Request,
+        response: Response,
+        principal: Annotated[Principal, Depends(current)],
+        idempotency_key: IdempotencyHeader = None,
+    ) -> dict[str, Any]:
+        if body.channel is Channel.WECHAT:
+            raise _invalid(
+                [FieldProblem("channel", "WeChat opinions come through the WeChat callback")]
+            )
+        if body.channel is not Channel.ONLINE:  # staff channels need a station account
+            check_staff(principal, body.station_id)
+        if not principal.is_staff:
+            deps.limiter.hit(
+                per_address, "form", deps.limiter.client_address(request), what="from this address"
+            )
+            if body.voter_phone:
+                deps.limiter.hit(per_phone, "phone", body.voter_phone, what="for this phone")
+        snapshot = await deps.store_of(request).reference_snapshot()
+        problems = snapshot.problems(
+            station_id=body.station_id, category_id=body.category_id, deputy_id=body.deputy_id
+        )
+        if problems:
+            raise _invalid(problems)
+        opinion = make_opinion(
+            body,
+            channel=body.channel,
+            station_id=body.station_id,
+            town_id=snapshot.station_towns[body.station_id],
+            now=datetime.now(UTC),
+            entered_by=principal.subject if principal.is_staff else None,
+        )
+        scope = principal.subject if principal.is_staff else "public"
+        idem = _idempotency(scope, idempotency_key, body.model_dump(mode="json"))
+        return await save(request, response, [opinion], deps.receipt(opinion), idem)
+
+    def _batch_problems(
+        snapshot: ReferenceSnapshot, station_id: str, items: Sequence[StaffOpinionIn]
+    ) -> list[FieldProblem]:
+        problems = []
+        if station_id not in snapshot.station_towns:
+            problems.append(FieldProblem("station_id", f"unknown id {station_id!r}"))
+        for index, item in enumerate(items):
+            for p in snapshot.problems(
+                station_id=station_id, category_id=item.category_id, deputy_id=item.deputy_id
+            ):
+                if p.field != "station_id":
+                    problems.append(FieldProblem(f"items.{index}.{p.field}", p.message))
+        return problems
+
+    staff_responses: dict[int | str, dict[str, Any]] = {
+        401: {"description": "No token."},
+        403: {"description": "Not this station's account."},
+        409: {"description": "The Idempotency-Key was used for another request."},
+        413: {"description": "The body is too large."},
+        422: {"description": "An item is invalid (named by its index); nothing was recorded."},
+    }
+
+    @router.post(
+        "/stations/{station_id}/opinions",
+        tags=["station staff"],
+        status_code=status.HTTP_201_CREATED,
+        response_model=ReceiptOut,
+        summary="Enter one opinion taken at a station (reception, visit, joint session, "
+        "mailbox, hotline)",
+        responses=staff_responses,
+    )
+    async def enter_opinion(
+        station_id: str,
+        body: StaffOpinionIn,
+        request: Request,
+        response: Response,
+        principal: Annotated[Principal, Depends(current)],
+        idempotency_key: IdempotencyHeader = None,
+    ) -> dict[str, Any]:
+        check_staff(principal, station_id)
+        snapshot = await deps.store_of(request).reference_snapshot()
+        problems = [
+            FieldProblem(p.field, p.message)
+            for p in snapshot.problems(
+                station_id=station_id, category_id=body.category_id, deputy_id=body.deputy_id
+            )
+        ]
+        if problems:
+            raise _invalid(problems)
+        opinion = make_opinion(
+            body,
+            channel=Channel(body.channel.value),
+            station_id=station_id,
+            town_id=snapshot.station_towns[station_id],
+            now=datetime.now(UTC),
+            entered_by=principal.subject,
+        )
+        idem = _idempotency(
+            principal.subject,
+            idempotency_key,
+            {"station_id": station_id, **body.model_dump(mode="json")},
+        )
+        return await save(request, response, [opinion], deps.receipt(opinion), idem)
+
+    @router.post(
+        "/stations/{station_id}/opinions/batch",
+        tags=["station staff"],
+        status_code=status.HTTP_201_CREATED,
+        response_model=BatchReceiptOut,
+        summary="Enter a reception day's opinions at once (up to 500): all or nothing",
+        description="Errors name the item by its index in `items` (from 0), e.g. "
+        "`items.37.voter_phone`; when any item is invalid nothing is recorded.",
+        responses=staff_responses,
+    )
+    async def enter_batch(
+        station_id: str,
+        body: BatchIn,
+        request: Request,
+        response: Response,
+        principal: Annotated[Principal, Depends(current)],
+        idempotency_key: IdempotencyHeader = None,
+    ) -> dict[str, Any]:
+        check_staff(principal, station_id)
+        snapshot = await deps.store_of(request).reference_snapshot()
+        problems = _batch_problems(snapshot, station_id, body.items)
+        if problems:
+            raise _invalid(problems)
+        now = datetime.now(UTC)
+        opinions = [
+            make_opinion(
+                item,
+                channel=Channel(item.channel.value),
+                station_id=station_id,
+                town_id=snapshot.station_towns[station_id],
+                now=now,
+                entered_by=principal.subject,
+            )
+            for item in body.items
+        ]
+        result = BatchReceiptOut(
+            station_id=station_id,
+            count=len(opinions),
+            receipts=[ReceiptOut(**deps.receipt(o)) for o in opinions],
+        ).model_dump(mode="json")
+        idem = _idempotency(
+            principal.subject,
+            idempotency_key,
+            {"station_id": station_id, "batch": body.model_dump(mode="json")},
+        )
+        return await save(request, response, opinions, result, idem)
 
     @router.get(
         "/receipts/{receipt_code}",
+        tags=["opinions"],
         response_model=OpinionStatusOut,
-        summary="Follow an opinion by its receipt code (no personal data)",
-        responses={404: {"description": "No opinion has this receipt code."}},
+        summary="Follow an opinion by its receipt code: its stage history (no personal data)",
+        responses={
+            404: {"description": "No opinion has this receipt code."},
+            429: {"description": "Too many requests; see Retry-After."},
+        },
     )
-    async def follow_receipt(receipt_code: str, request: Request) -> OpinionStatusOut:
-        store: IntakeStore = store_of(request)
-        row = await store.public_status(receipt_code.strip().upper())
+    async def follow_receipt(receipt_code: str, request: Request) -> dict[str, Any]:
+        deps.limiter.hit(
+            per_address, "receipt", deps.limiter.client_address(request), what="from this address"
+        )
+        row = await deps.store_of(request).public_status(receipt_code.strip().upper()[:32])
         if row is None:
             raise HTTPException(404, detail={"message": "No opinion has this receipt code."})
-        return OpinionStatusOut(**row)
+        return row
+
+    router.include_router(_wechat_router(deps, per_address, per_phone))
+    return router
+
+
+_XML = "application/xml"
+_XML_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {_XML: {"schema": {"type": "string", "description": "A WeChat message."}}},
+    }
+}
+
+
+def _wechat_router(deps: Deps, per_address: Any, per_openid: Any) -> APIRouter:
+    router = APIRouter(prefix="/wechat", tags=["wechat"])
+    settings = deps.settings
+
+    def verified(request: Request, signature: str, timestamp: str, nonce: str) -> None:
+        token = settings.wechat.token.get_secret_value()
+        if not wechat.verify(token, signature_=signature, timestamp=timestamp, nonce=nonce):
+            # Only requests failing the signature count against the address (WeChat's own
+            # servers share a few addresses and must not be throttled together).
+            deps.limiter.hit(
+                per_address,
+                "wechat",
+                deps.limiter.client_address(request),
+                what="from this address",
+            )
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, detail={"message": "The signature does not match."}
+            )
+
+    @router.get(
+        "/callback",
+        summary="WeChat server URL verification: echoes echostr when the signature is right",
+        response_class=Response,
+        responses={
+            200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+            403: {"description": "Wrong signature."},
+        },
+    )
+    async def verify_url(
+        request: Request,
+        signature: Annotated[str, Query(max_length=64)],
+        timestamp: Annotated[str, Query(max_length=20)],
+        nonce: Annotated[str, Query(max_length=64)],
+        echostr: Annotated[str, Query(max_length=512)],
+    ) -> Response:
+        verified(request, signature, timestamp, nonce)
+        return Response(echostr, media_type="text/plain")
+
+    @router.post(
+        "/callback",
+        summary="WeChat message push (plaintext mode): a text message becomes an opinion; "
+        "the reply carries its receipt code",
+        response_class=Response,
+        openapi_extra=_XML_BODY,
+        responses={
+            200: {"content": {_XML: {"schema": {"type": "string"}}}},
+            400: {"description": "Not a readable WeChat message."},
+            403: {"description": "Wrong signature; nothing was recorded."},
+            429: {"description": "Too many messages; see Retry-After."},
+        },
+    )
+    async def receive_message(
+        request: Request,
+        signature: Annotated[str, Query(max_length=64)],
+        timestamp: Annotated[str, Query(max_length=20)],
+        nonce: Annotated[str, Query(max_length=64)],
+    ) -> Response:
+        verified(request, signature, timestamp, nonce)
+        try:
+            message = wechat.parse(await request.body())
+        except wechat.BadMessage as exc:
+            raise HTTPException(400, detail={"message": str(exc)}) from exc
+        reply_from = settings.wechat.account_id or message.to_user
+        now = datetime.now(UTC)
+
+        def reply(text: str) -> Response:
+            xml = wechat.text_reply(
+                to_user=message.from_user,
+                from_user=reply_from,
+                create_time=int(now.timestamp()),
+                content=text,
+            )
+            return Response(xml, media_type=_XML)
+
+        if message.msg_type == "event" and (message.event or "").lower() == "subscribe":
+            return reply(
+                "欢迎关注！直接发送文字即可向人大代表反映意见建议，我们会回复回执码供您查询办理进度。"
+            )
+        if message.msg_type != "text":
+            return Response("success", media_type="text/plain")  # WeChat: nothing to say
+        content = (message.content or "").strip()
+        if len(content) < CONTENT_MIN:
+            return reply(f"请具体描述您反映的问题（至少{CONTENT_MIN}个字），我们会为您登记。")
+        if len(content) > CONTENT_MAX:
+            return reply(f"内容过长，请分几条发送（每条不超过{CONTENT_MAX}字）。")
+        deps.limiter.hit(per_openid, "openid", message.from_user, what="from this account")
+        store = deps.store_of(request)
+        station_id = settings.wechat.station_id
+        town_id = await store.station_town(station_id)
+        if town_id is None:
+            log.error("wechat_station_unknown", station_id=station_id)
+            raise HTTPException(503, detail={"message": "WeChat intake is not configured."})
+        opinion = Opinion(
+            opinion_id=uuid4(),
+            receipt_code=new_receipt_code(),
+            channel=Channel.WECHAT,
+            station_id=station_id,
+            town_id=town_id,
+            category_id=None,
+            deputy_id=None,
+            content=content,
+            voter_name=None,
+            voter_phone=None,
+            submitted_at=datetime.fromtimestamp(message.create_time, UTC)
+            if 0 < message.create_time <= now.timestamp() + 300
+            else now,
+            wechat_openid=message.from_user,
+        )
+        # WeChat retries a push it got no answer to (same MsgId): the same receipt again.
+        key = message.msg_id or f"{message.from_user}:{message.create_time}"
+        idem = IdempotencyKey(
+            scope="wechat",
+            key=key,
+            request_hash=request_fingerprint(
+                {"from": message.from_user, "time": message.create_time, "content": content}
+            ),
+        )
+        try:
+            saved = await store.save_opinions(
+                [opinion], response=deps.receipt(opinion), idempotency=idem
+            )
+        except IdempotencyConflict as exc:
+            raise HTTPException(409, detail={"message": "MsgId seen with other content."}) from exc
+        receipt = saved.response
+        if not saved.replayed:
+            log.info("opinions_recorded", count=1, channel="wechat")
+        return reply(
+            f"您的意见已收到，回执码：{receipt['receipt_code']}。"
+            f"可凭回执码查询办理进度：{receipt['status_url']}"
+        )
 
     return router

@@ -1,43 +1,105 @@
-"""Wiring: one IntakeSettings → the runtime (pool, broker, relay) and the FastAPI app."""
+"""Wiring: one IntakeSettings → the runtime (pool, broker, relay, consumers) and the app."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from faststream.kafka.annotations import KafkaMessage
 
-from services.intake.api import SERVICE, build_router
+from services.intake import handlers
+from services.intake.api import Deps, build_router
+from services.intake.domain import SERVICE
+from services.intake.http_limits import BodySizeLimit
+from services.intake.reference_api import build_reference_router
 from services.intake.settings import IntakeSettings
-from services.intake.store import IntakeStore
+from services.intake.store import IntakeStore, ReferenceStore
 from shared import topics
 from shared.db.pool import create_pool
-from shared.events import OpinionSubmittedV1, envelope_schema
+from shared.events import (
+    EventEnvelope,
+    OpinionSubmittedV1,
+    ReferenceDataChangedV1,
+    VoterContactRecordedV1,
+    envelope_schema,
+)
 from shared.http import install_common
+from shared.messaging.consumer import delivery_of, subscriber_options
+from shared.metrics import EVENTS_CONSUMED
+from shared.ratelimit import RateLimiter
 from shared.reference import wenling
 from shared.runtime import ServiceRuntime
 
 SCHEMA = "intake"
 MIGRATIONS = Path(__file__).parent / "migrations"
+BATCH_PATH = r"/api/v1/stations/[^/]+/opinions/batch"
 
 
 def build_runtime(settings: IntakeSettings) -> ServiceRuntime:
-    # Intake consumes nothing yet; it publishes opinion events through its outbox.
+    kafka = settings.kafka
     runtime = ServiceRuntime(
         service=SERVICE,
         schema=SCHEMA,
-        kafka=settings.kafka,
+        kafka=kafka,
         database=settings.database,
         outbox=settings.outbox,
         migrations_dir=MIGRATIONS,
-        topics=[topics.OPINION],
+        topics=[topics.OPINION, topics.CONTACT, topics.CASE, topics.EVALUATION, topics.REFERENCE],
     )
+
+    def stage_consumer(full: str, consumer: str) -> Any:
+        async def on_event(envelope: EventEnvelope, msg: KafkaMessage) -> None:
+            store = IntakeStore(runtime.pool, topic_prefix=kafka.topic_prefix)
+            outcome = await handlers.on_case_event(store, envelope, delivery_of(msg, consumer))
+            EVENTS_CONSUMED.labels(SERVICE, full, outcome).inc()
+
+        return on_event
+
+    for topic, what in (
+        (topics.CASE, "each case's stages (assigned, acknowledged, completed, …)"),
+        (topics.EVALUATION, "ratings and evaluations of each case"),
+    ):
+        short = topic.rsplit(".", 1)[-1]
+        runtime.broker.subscriber(
+            kafka.topic(topic),
+            **subscriber_options(kafka, service=SERVICE, topic=topic),
+            title=f"intake:{short}",
+            description=f"Keeps the voter's stage history: {what}.",
+        )(stage_consumer(kafka.topic(topic), f"{SERVICE}.{short}"))
+
     runtime.broker.publisher(
-        settings.kafka.topic(topics.OPINION),
+        kafka.topic(topics.OPINION),
         title="opinion.submitted",
         schema=envelope_schema(OpinionSubmittedV1),
         description="OpinionSubmittedV1 in an EventEnvelope, key = opinion id (via the outbox).",
     )
+    runtime.broker.publisher(
+        kafka.topic(topics.REFERENCE),
+        title="reference.changed",
+        schema=envelope_schema(ReferenceDataChangedV1),
+        description="A town, station, category, department or deputy created, changed or "
+        "retired (admin API, CLI, seed), key = kind:id (via the outbox).",
+    )
+    runtime.broker.publisher(
+        kafka.topic(topics.CONTACT),
+        title="voter_contact.recorded",
+        schema=envelope_schema(VoterContactRecordedV1),
+        description="How to reach the voter (personal data; notification only), key = opinion "
+        "id, in the transaction of the opinion whenever a phone or WeChat openid is given.",
+    )
     return runtime
+
+
+_ITEM = re.compile(r"^items\.(\d+)(?:\.|$)")
+
+
+def _field(loc: Any) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
 
 
 def build_app(settings: IntakeSettings) -> FastAPI:
@@ -45,7 +107,8 @@ def build_app(settings: IntakeSettings) -> FastAPI:
     app = FastAPI(
         title="Minyi intake",
         version="1.0.0",
-        description="Takes voters' opinions from every channel and gives tracking receipts.",
+        description="Takes voters' opinions from every channel (online form, WeChat, station "
+        "staff, batches, imports) and gives tracking receipts.",
         lifespan=runtime.lifespan,
     )
 
@@ -53,14 +116,52 @@ def build_app(settings: IntakeSettings) -> FastAPI:
         return IntakeStore(runtime.pool, topic_prefix=settings.kafka.topic_prefix)
 
     install_common(app, service=SERVICE, ready=runtime.ready)
-    app.include_router(build_router(store_of, settings.public_base_url))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """As shared.http's, plus the batch's errors grouped by item index."""
+        fields = [
+            {"field": _field(e.get("loc", ())), "message": e.get("msg", "invalid")}
+            for e in exc.errors()
+        ]
+        body: dict[str, Any] = {
+            "error": "validation_failed",
+            "message": "Invalid request — "
+            + "; ".join(f"{f['field']}: {f['message']}" for f in fields),
+            "fields": fields,
+        }
+        items = sorted({int(m.group(1)) for f in fields if (m := _ITEM.match(f["field"]))})
+        if items:
+            body["items"] = items
+            body["message"] = f"Invalid item(s) {items} (nothing was recorded) — " + body[
+                "message"
+            ].removeprefix("Invalid request — ")
+        return JSONResponse(body, status_code=422)
+
+    limiter = RateLimiter(
+        enabled=settings.rate_limit.enabled,
+        trust_forwarded_for=settings.rate_limit.trust_forwarded_for,
+    )
+    app.include_router(build_router(Deps(store_of, settings, limiter)))
+    app.include_router(
+        build_reference_router(
+            settings.auth,
+            lambda _r: ReferenceStore(runtime.pool, topic_prefix=settings.kafka.topic_prefix),
+        )
+    )
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.limits.max_body_bytes,
+        overrides=[(BATCH_PATH, settings.limits.batch_max_body_bytes)],
+    )
     app.state.runtime = runtime
+    app.state.limiter = limiter
     return app
 
 
 async def seed(settings: IntakeSettings) -> str:
     pool = await create_pool(settings.database, schema=SCHEMA, service=SERVICE)
     try:
-        return await IntakeStore(pool).seed(wenling())
+        return await ReferenceStore(pool, topic_prefix=settings.kafka.topic_prefix).seed(wenling())
     finally:
         await pool.close()

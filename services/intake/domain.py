@@ -1,19 +1,63 @@
-"""Intake's rules: what an acceptable opinion is, and the receipt a voter gets. No I/O."""
+"""Intake's rules: what an acceptable opinion is, the receipt a voter gets, the stages a voter
+may see. No I/O."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import phonenumbers
 
-from shared.events import Channel, OpinionSubmittedV1
+from shared.events import (
+    CaseAcknowledgedV1,
+    CaseAssignedV1,
+    CaseClosedV1,
+    CaseCompletedV1,
+    CaseEscalatedV1,
+    CaseExtensionDecidedV1,
+    CaseExtensionRequestedV1,
+    CaseOverdueV1,
+    CaseReopenedV1,
+    CaseReturnedV1,
+    CaseTriagedV1,
+    Channel,
+    EventEnvelope,
+    HandlingEvaluatedV1,
+    InvitationDecidedV1,
+    InvitationRequestedV1,
+    OpinionSubmittedV1,
+    SatisfactionRatedV1,
+    VoterContactRecordedV1,
+)
+
+SERVICE = "intake"
 
 # Crockford-style alphabet: no I, L, O, U, so a voter reading it over the phone can't confuse.
 RECEIPT_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 RECEIPT_LENGTH = 10  # 32**10 ≈ 1.1e15 codes: unguessable at any rate we allow
+
+# Entered by station staff (offline channels, the mailbox, the hotline) …
+STAFF_CHANNELS = frozenset(
+    {
+        Channel.STATION_RECEPTION,
+        Channel.DEPUTY_VISIT,
+        Channel.JOINT_SESSION,
+        Channel.MAILBOX,
+        Channel.HOTLINE,
+    }
+)
+# … or by the voter: the public online form (WeChat has its own callback).
+PUBLIC_CHANNELS = frozenset({Channel.ONLINE})
+
+CONTENT_MIN, CONTENT_MAX = 5, 4000
+NAME_MAX = 50
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 class InvalidPhone(ValueError):
@@ -41,6 +85,45 @@ def normalise_mobile(raw: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def not_in_future(value: datetime, now: datetime) -> datetime:
+    if value > now + CLOCK_SKEW:
+        raise ValueError("must not be in the future")
+    return value
+
+
+def request_fingerprint(body: Mapping[str, Any]) -> str:
+    """A stable hash of a request's meaning (for idempotency keys: same key, same request)."""
+    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    field: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ReferenceSnapshot:
+    """The ids an opinion may name (live records only; retired ones are refused)."""
+
+    station_towns: Mapping[str, str]
+    categories: frozenset[str]
+    deputies: frozenset[str]
+
+    def problems(
+        self, *, station_id: str, category_id: str | None, deputy_id: str | None
+    ) -> list[FieldProblem]:
+        found = []
+        if station_id not in self.station_towns:
+            found.append(FieldProblem("station_id", f"unknown id {station_id!r}"))
+        if category_id is not None and category_id not in self.categories:
+            found.append(FieldProblem("category_id", f"unknown id {category_id!r}"))
+        if deputy_id is not None and deputy_id not in self.deputies:
+            found.append(FieldProblem("deputy_id", f"unknown id {deputy_id!r}"))
+        return found
+
+
 @dataclass(frozen=True)
 class Opinion:
     opinion_id: UUID
@@ -54,6 +137,9 @@ class Opinion:
     voter_name: str | None
     voter_phone: str | None
     submitted_at: datetime
+    wechat_openid: str | None = None
+    entered_by: str | None = None
+    import_key: str | None = None
 
     def submitted_event(self) -> OpinionSubmittedV1:
         return OpinionSubmittedV1(
@@ -66,5 +152,132 @@ class Opinion:
             deputy_id=self.deputy_id,
             content=self.content,
             submitted_at=self.submitted_at,
-            voter_reachable=self.voter_phone is not None,
+            voter_reachable=self.voter_phone is not None or self.wechat_openid is not None,
         )
+
+    def contact_event(self) -> VoterContactRecordedV1 | None:
+        """How to reach the voter (personal data, restricted topic), when we can at all."""
+        if self.voter_phone is None and self.wechat_openid is None:
+            return None
+        return VoterContactRecordedV1(
+            opinion_id=self.opinion_id,
+            phone_e164=self.voter_phone,
+            wechat_openid=self.wechat_openid,
+            # A voter who wrote to the official account may be answered there.
+            wechat_opted_in=self.wechat_openid is not None,
+        )
+
+    def envelopes(self) -> list[EventEnvelope]:
+        """What this opinion publishes (through the outbox, with its row)."""
+        submitted = EventEnvelope.wrap(
+            self.submitted_event(), producer=SERVICE, correlation_id=self.opinion_id
+        )
+        contact = self.contact_event()
+        if contact is None:
+            return [submitted]
+        return [submitted, submitted.caused(contact, producer=SERVICE)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The voter's view of a case: stages, by event type. Nothing personal, nothing internal.
+
+
+@dataclass(frozen=True)
+class Stage:
+    case_id: UUID
+    stage: str
+    at: datetime
+    opinion_ids: tuple[UUID, ...] = ()
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def _day(value: date | datetime) -> str:
+    return value.isoformat()
+
+
+def stage_of(envelope: EventEnvelope) -> Stage | None:
+    """The stage a case or evaluation event means to the voter, or None (not shown)."""
+    if envelope.is_a(CaseTriagedV1):
+        t = envelope.payload_as(CaseTriagedV1)
+        return Stage(
+            t.case_id,
+            "triaged",
+            t.triaged_at,
+            tuple(t.opinion_ids),
+            {"classification": t.classification},
+        )
+    if envelope.is_a(InvitationRequestedV1):
+        r = envelope.payload_as(InvitationRequestedV1)
+        return Stage(r.case_id, "invitation_requested", r.requested_at)
+    if envelope.is_a(InvitationDecidedV1):
+        d = envelope.payload_as(InvitationDecidedV1)
+        stage = "invitation_approved" if d.approved else "invitation_declined"
+        return Stage(d.case_id, stage, d.decided_at)
+    if envelope.is_a(CaseAssignedV1):
+        a = envelope.payload_as(CaseAssignedV1)
+        return Stage(
+            a.case_id,
+            "assigned",
+            a.assigned_at,
+            (a.opinion_id,),
+            {"department_id": a.department_id, "complete_due_at": _day(a.complete_due_at)},
+        )
+    if envelope.is_a(CaseAcknowledgedV1):
+        k = envelope.payload_as(CaseAcknowledgedV1)
+        return Stage(
+            k.case_id,
+            "acknowledged",
+            k.acknowledged_at,
+            detail={
+                "department_id": k.department_id,
+                "planned_completion_date": _day(k.planned_completion_date),
+            },
+        )
+    if envelope.is_a(CaseExtensionRequestedV1):
+        q = envelope.payload_as(CaseExtensionRequestedV1)
+        return Stage(q.case_id, "extension_requested", q.requested_at)
+    if envelope.is_a(CaseExtensionDecidedV1):
+        x = envelope.payload_as(CaseExtensionDecidedV1)
+        return Stage(
+            x.case_id,
+            "extension_granted" if x.granted else "extension_refused",
+            x.decided_at,
+            detail={"complete_due_at": _day(x.complete_due_at)},
+        )
+    if envelope.is_a(CaseReturnedV1):
+        b = envelope.payload_as(CaseReturnedV1)
+        return Stage(b.case_id, "returned", b.returned_at)
+    if envelope.is_a(CaseCompletedV1):
+        c = envelope.payload_as(CaseCompletedV1)
+        return Stage(
+            c.case_id,
+            "completed",
+            c.completed_at,
+            (c.opinion_id,),
+            {"result_summary": c.result_summary, "on_time": c.on_time},
+        )
+    if envelope.is_a(CaseReopenedV1):
+        o = envelope.payload_as(CaseReopenedV1)
+        return Stage(o.case_id, "reopened", o.reopened_at)
+    if envelope.is_a(CaseClosedV1):
+        z = envelope.payload_as(CaseClosedV1)
+        return Stage(z.case_id, "closed", z.closed_at)
+    if envelope.is_a(CaseOverdueV1):
+        v = envelope.payload_as(CaseOverdueV1)
+        return Stage(v.case_id, "overdue", v.fired_at, detail={"deadline": v.deadline})
+    if envelope.is_a(CaseEscalatedV1):
+        e = envelope.payload_as(CaseEscalatedV1)
+        return Stage(e.case_id, "supervised", e.fired_at)
+    if envelope.is_a(SatisfactionRatedV1):
+        s = envelope.payload_as(SatisfactionRatedV1)
+        return Stage(s.case_id, "rated", s.rated_at, (s.opinion_id,), {"level": s.level})
+    if envelope.is_a(HandlingEvaluatedV1):
+        h = envelope.payload_as(HandlingEvaluatedV1)
+        return Stage(h.case_id, "evaluated", h.evaluated_at, detail={"by": h.evaluator_kind})
+    return None
+
+
+def history_order(stages: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Stages by when they happened (not by when we heard of them: events arrive out of
+    order across topics)."""
+    return sorted(stages, key=lambda s: (s["at"], s["stage"]))

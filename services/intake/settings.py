@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings
 
+from shared.auth import AuthSettings
 from shared.settings import (
     DatabaseSettings,
     HttpSettings,
@@ -11,6 +12,49 @@ from shared.settings import (
     OutboxSettings,
     service_settings_config,
 )
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LimitSettings(_Section):
+    """Request body size limits (413 beyond them)."""
+
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Any request.")
+    batch_max_body_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="A station's batch (up to 500 items)."
+    )
+    batch_max_items: int = Field(default=500, ge=1, le=5000)
+
+
+class RateLimitSettings(_Section):
+    """Public endpoints (online form, receipts, WeChat): moving windows, in memory."""
+
+    enabled: bool = True
+    per_address: str = Field(
+        default="60/minute", description="`limits` notation, per client address."
+    )
+    per_phone: str = Field(
+        default="10/hour", description="Per voter phone number (and WeChat openid)."
+    )
+    trust_forwarded_for: bool = Field(
+        default=False, description="Take the client address from X-Forwarded-For (behind a proxy)."
+    )
+
+
+class WeChatSettings(_Section):
+    """The official account's server callback (plaintext mode)."""
+
+    token: SecretStr = Field(
+        default=SecretStr(""), description="The Token set in the official account's console."
+    )
+    station_id: str = Field(
+        default="taiping-online", description="The (online) station WeChat opinions go to."
+    )
+    account_id: str = Field(
+        default="", description="The official account's id (gh_…); replies name it as sender."
+    )
 
 
 class IntakeSettings(BaseSettings):
@@ -23,6 +67,10 @@ class IntakeSettings(BaseSettings):
     http: HttpSettings = HttpSettings(port=8001)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    wechat: WeChatSettings = Field(default_factory=WeChatSettings)
     public_base_url: str = Field(
         default="http://127.0.0.1:8001", description="Where voters follow their receipt."
     )

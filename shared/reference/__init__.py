@@ -25,6 +25,9 @@ class Station(_Row):
     town_id: str
     name: str
     online: bool = False
+    head: str | None = None  # 站长
+    liaison_officer: str | None = None  # 联络员
+    reception_day: str | None = None  # the published monthly reception day, e.g. "每月15日"
 
 
 class Category(_Row):

@@ -71,7 +71,7 @@ async def test_one_opinion_end_to_end(stack: Stack):
         answer = await http.post(
             f"{stack.url('intake')}/api/v1/opinions",
             json={
-                "channel": "station_reception",
+                "channel": "online",
                 "station_id": "zeguo-1",
                 "category_id": "traffic",
                 "content": "泽国镇文化路口红绿灯时间太短，老人过马路来不及",

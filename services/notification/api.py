@@ -1,16 +1,22 @@
-"""Notification's HTTP handlers: what was sent about a case (addresses never shown)."""
+"""Notification's HTTP handlers: what was sent about a case (addresses never shown), and the
+providers' delivery-report callbacks (status reports)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import structlog
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
+from services.notification.domain import CHINA
 from services.notification.store import NotificationStore
+from shared.events import EventEnvelope, NotificationDeliveredV1
+
+log = structlog.get_logger(__name__)
 
 
 class DeliveryOut(BaseModel):
@@ -25,8 +31,42 @@ class DeliveryOut(BaseModel):
     provider: str | None
     provider_message_id: str | None
     last_error: str | None
+    error_code: str | None = None
+    deferred_reason: str | None = None
+    next_attempt_at: datetime | None = None
+    report_status: str | None = None
     created_at: datetime
     sent_at: datetime | None
+
+
+class AliyunReport(BaseModel):
+    """One item of Aliyun's SmsReport push (the phone arrives masked or not: never kept)."""
+
+    model_config = ConfigDict(extra="ignore")
+    biz_id: str
+    success: bool
+    err_code: str = ""
+    report_time: str | None = None
+    out_id: str | None = None
+
+
+class TencentReport(BaseModel):
+    """One item of Tencent Cloud's delivery-status callback."""
+
+    model_config = ConfigDict(extra="ignore")
+    sid: str
+    report_status: str  # SUCCESS | FAIL
+    errmsg: str = ""
+    user_receive_time: str | None = None
+
+
+def _china_time(text: str | None) -> datetime:
+    if not text:
+        return datetime.now(UTC)
+    try:
+        return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=CHINA)
+    except ValueError:
+        return datetime.now(UTC)
 
 
 def build_router(store_of: Callable[[Request], NotificationStore]) -> APIRouter:
@@ -39,5 +79,62 @@ def build_router(store_of: Callable[[Request], NotificationStore]) -> APIRouter:
     )
     async def case_deliveries(case_id: UUID, request: Request) -> list[dict[str, Any]]:
         return await store_of(request).deliveries_for_case(case_id)
+
+    async def record(
+        request: Request,
+        provider: str,
+        message_id: str,
+        delivered: bool,
+        code: str,
+        at: datetime,
+    ) -> str:
+        def make_event(delivery_id: UUID, case_id: UUID | None, correlation: UUID) -> EventEnvelope:
+            return EventEnvelope.wrap(
+                NotificationDeliveredV1(
+                    delivery_id=delivery_id,
+                    case_id=case_id,
+                    provider=provider,
+                    provider_message_id=message_id,
+                    delivered=delivered,
+                    status_code=code,
+                    reported_at=at,
+                ),
+                producer="notification",
+                correlation_id=correlation,
+            )
+
+        outcome = await store_of(request).record_report(
+            provider=provider,
+            provider_message_id=message_id,
+            delivered=delivered,
+            status_code=code,
+            reported_at=at,
+            make_event=make_event,
+        )
+        log.info("delivery_report", provider=provider, outcome=outcome, status_code=code)
+        return outcome
+
+    @router.post(
+        "/reports/aliyun",
+        tags=["reports"],
+        summary="Aliyun SmsReport callback (HTTP batch push)",
+    )
+    async def aliyun_reports(reports: list[AliyunReport], request: Request) -> dict[str, Any]:
+        for r in reports:
+            code = r.err_code or ("DELIVERED" if r.success else "UNKNOWN")
+            await record(request, "aliyun", r.biz_id, r.success, code, _china_time(r.report_time))
+        return {"code": 0, "msg": "成功"}
+
+    @router.post(
+        "/reports/tencent",
+        tags=["reports"],
+        summary="Tencent Cloud SMS delivery-status callback",
+    )
+    async def tencent_reports(reports: list[TencentReport], request: Request) -> dict[str, Any]:
+        for r in reports:
+            ok = r.report_status.upper() == "SUCCESS"
+            code = r.errmsg or r.report_status
+            await record(request, "tencent", r.sid, ok, code, _china_time(r.user_receive_time))
+        return {"result": 0, "errmsg": "OK"}
 
     return router

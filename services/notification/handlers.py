@@ -1,16 +1,39 @@
-"""Notification's handlers: plan deliveries from events; the dispatcher sends them."""
+"""Notification's handlers: plan deliveries from events; the dispatcher sends them.
+
+The dispatcher's order for each claimed delivery: address → quiet hours → circuit breaker →
+per-number limits and the attempt row (one transaction, committed before the call) →
+provider call → outcome (sent / retry with backoff and jitter / failed, and its event).
+Deferrals (quiet hours, breaker, limits, a voter contact not known yet) are not attempts.
+"""
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 
 from services.notification import domain
-from services.notification.providers import SmsMessage, SmsProvider
-from services.notification.store import NotificationStore
-from shared.events import EventEnvelope, NotificationSentV1
+from services.notification.delivery_rules import (
+    CircuitBreaker,
+    Clock,
+    QuietHoursSettings,
+    RateLimitSettings,
+    quiet_until,
+    rate_key,
+    retry_delay,
+)
+from services.notification.providers import SendResult, SmsMessage, SmsProvider
+from services.notification.providers.wechat import WechatMessage, WechatProvider
+from services.notification.store import Deferred, NotificationStore, Reserved
+from shared.events import (
+    EventEnvelope,
+    NotificationFailedV1,
+    NotificationSentV1,
+    VoterContactRecordedV1,
+)
 from shared.failpoints import failpoint
 from shared.messaging.inbox import Delivery
 
@@ -18,21 +41,58 @@ SERVICE = "notification"
 log = structlog.get_logger(__name__)
 
 
-async def on_case_event(
-    store: NotificationStore, envelope: EventEnvelope, delivery: Delivery
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def on_event(
+    store: NotificationStore,
+    envelope: EventEnvelope,
+    delivery: Delivery,
+    audiences: Collection[str] = domain.ALL_AUDIENCES,
 ) -> str:
-    planned = domain.plan_deliveries(envelope)
-    if not planned:
+    """Any event of minyi.opinion / minyi.case / minyi.evaluation: plan who hears of it."""
+    if not domain.rules_for(envelope, audiences):
         return "ignored"
-    if not await store.plan(delivery, envelope, planned):
+    planned = await store.plan_event(
+        delivery,
+        envelope,
+        lambda directory: domain.plan_deliveries(envelope, directory, audiences),
+        audiences,
+    )
+    if planned is None:
         return "duplicate"
     failpoint("after_handler_commit")
-    log.info("deliveries_planned", count=len(planned), case_id=str(planned[0].case_id))
+    log.info(
+        "deliveries_planned",
+        count=len(planned),
+        case_id=str(planned[0].case_id) if planned else None,
+    )
     return "processed"
 
 
+# Kept for the name the service used before the table of recipients grew.
+on_case_event = on_event
+
+
+async def on_contact_event(
+    store: NotificationStore, envelope: EventEnvelope, delivery: Delivery
+) -> str:
+    """voter_contact.recorded: how to reach the voter of an opinion (never logged)."""
+    if not envelope.is_a(VoterContactRecordedV1):
+        return "ignored"
+    contact = envelope.payload_as(VoterContactRecordedV1)
+    if not await store.record_voter_contact(delivery, envelope, contact):
+        return "duplicate"
+    log.info("voter_contact_recorded", opinion_id=str(contact.opinion_id))
+    return "processed"
+
+
+Provider = SmsProvider | WechatProvider
+
+
 class Dispatcher:
-    """Sends due deliveries through the provider; one claim (lease) per delivery."""
+    """Sends due deliveries; one claim (lease) per delivery, one attempt row per call."""
 
     def __init__(
         self,
@@ -40,75 +100,275 @@ class Dispatcher:
         provider: SmsProvider,
         settings: domain.DispatchSettings,
         templates: domain.TemplateSettings,
+        *,
+        wechat: WechatProvider | None = None,
+        limits: RateLimitSettings | None = None,
+        quiet_hours: QuietHoursSettings | None = None,
+        breakers: Mapping[str, CircuitBreaker] | None = None,
+        breaker_settings: domain.BreakerSettings | None = None,
+        clock: Clock = utc_now,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self._store = store
-        self._provider = provider
+        self._providers: dict[str, Provider] = {"sms": provider}
+        if wechat is not None:
+            self._providers["wechat"] = wechat
         self._settings = settings
         self._templates = templates
+        self._limits = limits or RateLimitSettings()
+        self._quiet = quiet_hours or QuietHoursSettings()
+        self._clock = clock
+        self._rand = rand
+        given = dict(breakers or {})
+        for p in self._providers.values():
+            given.setdefault(
+                p.name, CircuitBreaker(p.name, breaker_settings or domain.BreakerSettings(), clock)
+            )
+        self._breakers = given
+
+    @property
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        return self._breakers
 
     async def dispatch_once(self) -> int:
+        now = self._clock()
+        channels = [
+            ch for ch, p in self._providers.items() if self._breakers[p.name].state != "open"
+        ]
         claimed = await self._store.claim_due(
-            self._settings.batch_size, timedelta(seconds=self._settings.lease_s)
+            now=now,
+            limit=self._settings.batch_size,
+            lease=timedelta(seconds=self._settings.lease_s),
+            channels=channels,
         )
+        sent = 0
         for row in claimed:
-            await self._send(row)
-        return len(claimed)
+            if await self._send(row):
+                sent += 1
+        # Only rows that went (or failed) count as work: deferred ones must not spin the loop.
+        return sent
 
-    async def _send(self, row: dict[str, Any]) -> None:
+    async def _send(self, row: dict[str, Any]) -> bool:
         delivery_id = row["id"]
-        bound = log.bind(delivery_id=str(delivery_id), case_id=str(row["case_id"]))
-        phone: str | None = row["phone"]
-        if phone is None:
-            await self._store.mark_failed(delivery_id, error="no contact for this recipient")
-            bound.error("delivery_failed_no_contact", recipient_ref=row["recipient_ref"])
-            return
-        template = str(row["template"])
-        params: dict[str, Any] = row["params"]
-        result = await self._provider.send(
-            SmsMessage(
-                phone_e164=phone,
-                template_code=getattr(self._templates, template),
-                params={str(k): str(v) for k, v in params.items()},
-                out_id=str(delivery_id),
-            )
+        channel = str(row["channel"])
+        provider = self._providers[channel]
+        bound = log.bind(
+            delivery_id=str(delivery_id),
+            case_id=str(row["case_id"]) if row["case_id"] else None,
+            recipient_kind=row["recipient_kind"],
+            channel=channel,
+            template=row["template"],
         )
-        attempts: int = row["attempts"]
+        now = self._clock()
+        address = await self._store.address_of(row)
+        to = (
+            (address.openid if address.wechat_opted_in else None)
+            if channel == "wechat"
+            else address.phone
+        )
+        if to is None:
+            waited = now - row["created_at"]
+            patience = timedelta(
+                seconds=self._settings.no_contact_retry_s * self._settings.max_attempts
+            )
+            if row["recipient_kind"] == domain.VOTER and waited < patience:
+                until = now + timedelta(seconds=self._settings.no_contact_retry_s)
+                await self._store.defer(delivery_id, until=until, reason="no_contact_yet")
+                bound.info("delivery_deferred", reason="no_contact_yet")
+                return False
+            await self._fail(row, None, None, "NO_CONTACT", "no address for this recipient", now)
+            bound.error("delivery_failed", code="NO_CONTACT")
+            return True
+        if row["recipient_kind"] == domain.VOTER and not row["urgent"]:
+            release = quiet_until(now, self._quiet)
+            if release is not None:
+                await self._store.defer(delivery_id, until=release, reason="quiet_hours")
+                bound.info("delivery_deferred", reason="quiet_hours", until=release.isoformat())
+                return False
+        breaker = self._breakers[provider.name]
+        blocked = breaker.blocked_until()
+        if blocked is not None:
+            await self._store.defer(delivery_id, until=blocked, reason="circuit_open")
+            bound.info("delivery_deferred", reason="circuit_open", until=blocked.isoformat())
+            return False
+        key = None
+        if channel == "sms" and self._limits.enabled:
+            key = rate_key(provider.name, getattr(provider, "sign_name", ""), to)
+        reserved = await self._store.reserve(
+            delivery_id,
+            now=now,
+            channel=channel,
+            provider=provider.name,
+            rate_key=key,
+            limits=self._limits.sms,
+        )
+        if isinstance(reserved, Deferred):
+            breaker.probing = False
+            bound.info("delivery_deferred", reason="rate_limit", until=reserved.until.isoformat())
+            return False
+        if reserved is None:
+            breaker.probing = False
+            bound.warning("delivery_taken_over")
+            return False
+        if reserved.uncertain:
+            if not self._settings.resend_uncertain:
+                breaker.probing = False
+                await self._fail(row, reserved, provider.name, "UNCERTAIN", "outcome unknown", now)
+                bound.error("delivery_failed", code="UNCERTAIN")
+                return True
+            bound.warning("delivery_resend_after_unknown_outcome", attempt=reserved.attempt)
+
+        result = await self._call(provider, channel, to, row)
+        opened = breaker.record(success=result.ok, outage=result.outage)
+        if opened:
+            bound.warning("circuit_opened", provider=provider.name, state=breaker.state)
+        done = self._clock()
+        attempt = reserved.attempt
         if result.ok:
-            sent_at = datetime.now(UTC)
-            source = row["source_event_id"]
-            event = EventEnvelope.wrap(
-                NotificationSentV1(
-                    delivery_id=delivery_id,
-                    case_id=row["case_id"],
-                    source_event_id=source,
-                    recipient_kind=str(row["recipient_kind"]),
-                    recipient_ref=str(row["recipient_ref"]),
-                    channel=str(row["channel"]),
-                    template=template,
-                    provider=result.provider,
-                    provider_message_id=result.provider_message_id,
-                    sent_at=sent_at,
-                ),
-                producer=SERVICE,
-                correlation_id=row["correlation_id"],
-                causation_id=source,
-            )
-            await self._store.mark_sent(
-                delivery_id,
-                provider=result.provider,
-                provider_message_id=result.provider_message_id,
-                sent_at=sent_at,
-                event=event,
-            )
-            bound.info("delivery_sent", provider=result.provider, attempts=attempts)
-        elif result.retryable and attempts < self._settings.max_attempts:
-            delay = domain.retry_delay(attempts, self._settings)
+            await self._sent(row, reserved, result, done)
+            bound.info("delivery_sent", provider=result.provider, attempts=attempt)
+            return True
+        error = f"{result.code}: {result.message}"
+        if result.retryable and (attempt < self._settings.max_attempts or result.outage):
+            # An outage is the provider's fault, not the message's: it does not use up the
+            # message's attempts (the breaker limits how often we knock).
+            delay = retry_delay(attempt, self._settings, self._rand)
             await self._store.mark_retry(
-                delivery_id, error=f"{result.code}: {result.message}", delay=delay
+                delivery_id,
+                attempt=attempt,
+                provider=provider.name,
+                code=result.code,
+                error=error,
+                now=done,
+                next_at=done + delay,
             )
             bound.warning(
-                "delivery_retry", code=result.code, attempts=attempts, delay_s=delay.seconds
+                "delivery_retry",
+                code=result.code,
+                attempts=attempt,
+                delay_s=round(delay.total_seconds(), 3),
             )
-        else:
-            await self._store.mark_failed(delivery_id, error=f"{result.code}: {result.message}")
-            bound.error("delivery_failed", code=result.code, attempts=attempts)
+            return True
+        await self._fail(row, reserved, provider.name, result.code, error, done, address=address)
+        bound.error("delivery_failed", code=result.code, attempts=attempt)
+        return True
+
+    async def _call(
+        self, provider: Provider, channel: str, to: str, row: dict[str, Any]
+    ) -> SendResult:
+        template = str(row["template"])
+        params = {str(k): str(v) for k, v in dict(row["params"]).items()}
+        code = self._templates.code_for(provider.name, template)
+        if channel == "wechat":
+            assert isinstance(provider, WechatProvider)
+            return await provider.send(
+                WechatMessage(openid=to, template_id=code, params=params, out_id=str(row["id"]))
+            )
+        assert not isinstance(provider, WechatProvider)
+        return await provider.send(
+            SmsMessage(phone_e164=to, template_code=code, params=params, out_id=str(row["id"]))
+        )
+
+    async def _sent(
+        self, row: dict[str, Any], reserved: Reserved, result: SendResult, at: datetime
+    ) -> None:
+        source = row["source_event_id"]
+        event = EventEnvelope.wrap(
+            NotificationSentV1(
+                delivery_id=row["id"],
+                case_id=row["case_id"],
+                source_event_id=source,
+                recipient_kind=str(row["recipient_kind"]),
+                recipient_ref=str(row["recipient_ref"]),
+                channel=str(row["channel"]),
+                template=str(row["template"]),
+                provider=result.provider,
+                provider_message_id=result.provider_message_id,
+                sent_at=at,
+            ),
+            producer=SERVICE,
+            correlation_id=row["correlation_id"],
+            causation_id=source,
+        )
+        await self._store.mark_sent(
+            row["id"],
+            attempt=reserved.attempt,
+            provider=result.provider,
+            provider_message_id=result.provider_message_id,
+            sent_at=at,
+            event=event,
+        )
+
+    async def _fail(
+        self,
+        row: dict[str, Any],
+        reserved: Reserved | None,
+        provider: str | None,
+        code: str,
+        error: str,
+        at: datetime,
+        *,
+        address: Any = None,
+    ) -> None:
+        source = row["source_event_id"]
+        event = EventEnvelope.wrap(
+            NotificationFailedV1(
+                delivery_id=row["id"],
+                case_id=row["case_id"],
+                source_event_id=source,
+                recipient_kind=str(row["recipient_kind"]),
+                recipient_ref=str(row["recipient_ref"]),
+                channel=str(row["channel"]),
+                template=str(row["template"]),
+                provider=provider,
+                error_code=code,
+                attempts=reserved.attempt if reserved else int(row["attempts"]),
+                failed_at=at,
+            ),
+            producer=SERVICE,
+            correlation_id=row["correlation_id"],
+            causation_id=source,
+        )
+        fallback = None
+        if (
+            row["channel"] == "wechat"
+            and address is not None
+            and getattr(address, "phone", None)
+            and row["recipient_kind"] == domain.VOTER
+        ):
+            # WeChat failed for good (the voter refused, the openid is gone…): SMS instead.
+            source_envelope = EventEnvelope(
+                event_id=source,
+                event_type="fallback",
+                event_version=1,
+                occurred_at=at,
+                producer=SERVICE,
+                aggregate_type="notification",
+                aggregate_id=str(row["id"]),
+                correlation_id=row["correlation_id"],
+                payload={},
+            )
+            planned = domain.PlannedDelivery(
+                delivery_id=domain.delivery_id(
+                    source, str(row["recipient_kind"]), str(row["recipient_ref"]), "sms"
+                ),
+                source_event_id=source,
+                case_id=row["case_id"],
+                recipient_kind=str(row["recipient_kind"]),
+                recipient_ref=str(row["recipient_ref"]),
+                channel="sms",
+                template=str(row["template"]),
+                params=dict(row["params"]),
+                urgent=bool(row["urgent"]),
+            )
+            fallback = (source_envelope, planned)
+        await self._store.mark_failed(
+            row["id"],
+            attempt=reserved.attempt if reserved else None,
+            provider=provider,
+            code=code,
+            error=error,
+            now=at,
+            event=event,
+            fallback=fallback,
+        )

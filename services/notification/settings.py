@@ -3,8 +3,14 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
-from services.notification.domain import DispatchSettings, TemplateSettings
-from services.notification.providers import SmsSettings
+from services.notification.delivery_rules import (
+    BreakerSettings,
+    DispatchSettings,
+    QuietHoursSettings,
+    RateLimitSettings,
+)
+from services.notification.domain import RecipientSettings, TemplateSettings
+from services.notification.providers import SmsSettings, WechatSettings
 from shared.settings import (
     DatabaseSettings,
     HttpSettings,
@@ -16,7 +22,9 @@ from shared.settings import (
 
 
 class NotificationSettings(BaseSettings):
-    """Environment: `MINYI_NOTIFICATION__<SECTION>__<FIELD>`, e.g. `MINYI_INTAKE__HTTP__PORT`."""
+    """Environment: `MINYI_NOTIFICATION__<SECTION>__<FIELD>`, e.g.
+    `MINYI_NOTIFICATION__SMS__PROVIDER=tencent`,
+    `MINYI_NOTIFICATION__LIMITS__SMS='[{"window_s": 60, "max_count": 1}]'`."""
 
     model_config = service_settings_config("notification")
 
@@ -26,5 +34,10 @@ class NotificationSettings(BaseSettings):
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     sms: SmsSettings = Field(default_factory=SmsSettings)
+    wechat: WechatSettings = Field(default_factory=WechatSettings)
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
+    limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    quiet_hours: QuietHoursSettings = Field(default_factory=QuietHoursSettings)
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     templates: TemplateSettings = Field(default_factory=TemplateSettings)
+    recipients: RecipientSettings = Field(default_factory=RecipientSettings)

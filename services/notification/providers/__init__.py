@@ -4,7 +4,9 @@ from .aliyun import AliyunSmsProvider
 from .base import SendResult, SmsMessage, SmsProvider, mask_phone
 from .console import ConsoleSmsProvider
 from .factory import build_sms_provider
-from .settings import AliyunSmsSettings, SmsSettings
+from .settings import AliyunSmsSettings, SmsSettings, TencentSmsSettings
+from .tencent import TencentSmsProvider
+from .wechat import WechatMessage, WechatProvider, WechatSettings
 
 __all__ = [
     "AliyunSmsProvider",
@@ -14,6 +16,11 @@ __all__ = [
     "SmsMessage",
     "SmsProvider",
     "SmsSettings",
+    "TencentSmsProvider",
+    "TencentSmsSettings",
+    "WechatMessage",
+    "WechatProvider",
+    "WechatSettings",
     "build_sms_provider",
     "mask_phone",
 ]

@@ -67,6 +67,7 @@ class AliyunSmsProvider:
                 "sms.provider=aliyun needs sms.aliyun.access_key_id and access_key_secret"
             )
         self._settings = settings
+        self.sign_name = settings.sign_name
         self._timeout_s = settings.timeout_ms / 1000
         config = Config(
             access_key_id=settings.access_key_id,
@@ -99,7 +100,7 @@ class AliyunSmsProvider:
             async with asyncio.timeout(2 * self._timeout_s + 1):
                 response = await self._client.send_sms_async(request)
         except TimeoutError:
-            return self._failed(log, "TIMEOUT", "SendSms timed out", retryable=True)
+            return self._failed(log, "TIMEOUT", "SendSms timed out", retryable=True, outage=True)
         except AlibabaCloudException as exc:
             code = str(exc.code or "UNKNOWN_ERROR")
             status = exc.status_code
@@ -110,7 +111,13 @@ class AliyunSmsProvider:
             )
             text = _scrub(str(exc.message or ""), message.phone_e164, phone, masked)
             return self._failed(
-                log, code, text, retryable=retryable, status=status, request_id=exc.request_id
+                log,
+                code,
+                text,
+                retryable=retryable,
+                status=status,
+                request_id=exc.request_id,
+                outage=status is not None and status >= 500,
             )
         except UnretryableException as exc:
             inner = exc.inner_exception
@@ -118,7 +125,7 @@ class AliyunSmsProvider:
             code = "NETWORK_ERROR" if network else "SDK_ERROR"
             detail = inner.message if isinstance(inner, DaraRetryError) else repr(inner)
             text = _scrub(str(detail), message.phone_e164, phone, masked)
-            return self._failed(log, code, text, retryable=True)
+            return self._failed(log, code, text, retryable=True, outage=network)
         except Exception as exc:
             text = _scrub(f"{type(exc).__name__}: {exc}", message.phone_e164, phone, masked)
             return self._failed(log, "SDK_ERROR", text, retryable=True)
@@ -151,6 +158,7 @@ class AliyunSmsProvider:
         retryable: bool,
         status: int | None = None,
         request_id: str | None = None,
+        outage: bool = False,
     ) -> SendResult:
         log.warning(
             "sms_send_failed",
@@ -167,6 +175,7 @@ class AliyunSmsProvider:
             code=code,
             message=text,
             retryable=retryable,
+            outage=outage,
         )
 
     async def aclose(self) -> None:

@@ -21,15 +21,18 @@ class SendResult:
     """Outcome of one send attempt."""
 
     ok: bool
-    provider: str  # "aliyun" | "console"
+    provider: str  # "aliyun" | "tencent" | "wechat" | "console"
     provider_message_id: str | None  # Aliyun BizId
     code: str  # provider's code, "OK" on success
     message: str
     retryable: bool  # True for throttling / network / 5xx
+    # The provider itself seems down (network error, timeout, 5xx): feeds the circuit breaker.
+    outage: bool = False
 
 
 class SmsProvider(Protocol):
     name: str
+    sign_name: str  # per-number limits are per provider and signature
 
     async def send(self, message: SmsMessage) -> SendResult: ...
 

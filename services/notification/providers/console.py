@@ -13,6 +13,7 @@ _log = structlog.get_logger(__name__)
 
 class ConsoleSmsProvider:
     name = "console"
+    sign_name = "console"
 
     async def send(self, message: SmsMessage) -> SendResult:
         message_id = f"console-{uuid.uuid4().hex}"

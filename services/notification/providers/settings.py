@@ -19,8 +19,23 @@ class AliyunSmsSettings(BaseModel):
     timeout_ms: int = Field(default=5000, gt=0)
 
 
+class TencentSmsSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    secret_id: str = ""
+    secret_key: SecretStr = SecretStr("")
+    sms_sdk_app_id: str = ""
+    endpoint: str = "sms.tencentcloudapi.com"
+    protocol: Literal["https", "http"] = "https"
+    req_method: Literal["POST", "GET"] = "POST"
+    region: str = "ap-guangzhou"
+    sign_name: str = "温岭人大"
+    timeout_s: int = Field(default=5, gt=0)
+
+
 class SmsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    provider: Literal["console", "aliyun"] = "console"
+    provider: Literal["console", "aliyun", "tencent"] = "console"
     aliyun: AliyunSmsSettings = Field(default_factory=AliyunSmsSettings)
+    tencent: TencentSmsSettings = Field(default_factory=TencentSmsSettings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from uuid import UUID, uuid4
 
 import structlog
 from fastapi import FastAPI, Request
@@ -16,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from shared.metrics import HTTP_REQUESTS, HTTP_SECONDS
 
 log = structlog.get_logger(__name__)
+CORRELATION_HEADER = "X-Correlation-Id"
 
 ReadyCheck = Callable[[], Awaitable[dict[str, str]]]
 
@@ -80,12 +82,31 @@ def install_common(app: FastAPI, *, service: str, ready: ReadyCheck) -> None:
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         started = time.perf_counter()
-        response = await call_next(request)
+        # One id finds everything about an opinion: taken from the caller (if it is a UUID),
+        # replaced by a handler that knows the opinion's own (request.state.correlation_id),
+        # bound to every log line of the request and returned in the response header.
+        correlation_id = _uuid_or_none(request.headers.get(CORRELATION_HEADER)) or str(uuid4())
+        request.state.correlation_id = correlation_id
+        structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
+        try:
+            response = await call_next(request)
+        finally:
+            structlog.contextvars.unbind_contextvars("correlation_id")
+        response.headers[CORRELATION_HEADER] = str(request.state.correlation_id)
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
         HTTP_REQUESTS.labels(service, request.method, path, str(response.status_code)).inc()
         HTTP_SECONDS.labels(service, request.method, path).observe(time.perf_counter() - started)
         return response
+
+
+def _uuid_or_none(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        return str(UUID(value))
+    except ValueError:
+        return None
 
 
 def _error_name(status: int) -> str:

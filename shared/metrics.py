@@ -25,6 +25,11 @@ OUTBOX_BACKLOG = Gauge(
     "Outbox rows not yet published, as last seen by the relay.",
     ["service"],
 )
+CONSUMER_LAG = Gauge(
+    "minyi_consumer_lag",
+    "Messages not yet processed by a consumer group, per topic (end offset − committed).",
+    ["service", "group", "topic"],
+)
 DEAD_LETTERED = Counter(
     "minyi_dead_lettered_total",
     "Messages sent to a dead-letter topic.",

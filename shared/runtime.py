@@ -19,6 +19,7 @@ from shared.db.migrations import ensure_current, load_migrations
 from shared.db.pool import Pool, connect, create_pool
 from shared.messaging.broker import build_broker, ensure_topics
 from shared.messaging.consumer import ConsumerMiddleware
+from shared.messaging.lag import LagMonitor
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.worker import NotifiedLoop
 from shared.settings import DatabaseSettings, KafkaSettings, OutboxSettings
@@ -60,6 +61,7 @@ class ServiceRuntime:
         self.middleware.bind(self.publish_raw)
         self._pool: Pool | None = None
         self._running: list[NotifiedLoop] = []
+        self._lag: LagMonitor | None = None
 
     @property
     def pool(self) -> Pool:
@@ -99,6 +101,17 @@ class ServiceRuntime:
         self._pool = await create_pool(self.database, schema=self.schema, service=self.service)
         await ensure_topics(self.kafka, [self.kafka.topic(t) for t in self.topics])
         await self.broker.start()
+        self._lag = LagMonitor(
+            service=self.service,
+            bootstrap_servers=self.kafka.bootstrap_servers,
+            groups={
+                str(group): list(getattr(s, "topic_names", ()))
+                for s in self.broker.subscribers
+                if (group := getattr(s, "group_id", None))
+            },
+            interval_s=self.kafka.lag_interval_s,
+        )
+        self._lag.start()
         relay = OutboxRelay(
             pool=self.pool,
             send=self.send_raw,
@@ -129,6 +142,8 @@ class ServiceRuntime:
     async def stop(self) -> None:
         # Stop consuming first: in-flight handlers finish (graceful_timeout), offsets commit.
         await self.broker.stop()
+        if self._lag is not None:
+            await self._lag.stop()
         for loop in self._running:
             await loop.stop()
         self._running.clear()

@@ -34,6 +34,7 @@ class KafkaSettings(_Section):
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
     graceful_timeout_s: float = 15.0
+    lag_interval_s: float = Field(default=15.0, gt=0, description="Consumer lag gauge refresh.")
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

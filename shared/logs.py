@@ -48,7 +48,9 @@ def configure_logging(settings: LogSettings, *, service: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)
-    for noisy in ("aiokafka", "kafka"):
+    # aiokafka is chatty; httpx/httpcore log every request URL at INFO, and provider URLs carry
+    # phone numbers and access tokens in their query strings.
+    for noisy in ("aiokafka", "kafka", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(service=service)

@@ -51,3 +51,46 @@ async def database_url(infra: Infra) -> AsyncIterator[str]:
 def topic_prefix() -> str:
     """Topics of this test's own, so no test reads another's messages."""
     return f"t{uuid.uuid4().hex[:10]}."
+
+
+# --------------------------------------------------------------------------- personal data
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Route in-process logs (structlog and stdlib) to a file the PII scan reads at the end."""
+    import logging
+    import tempfile
+    from pathlib import Path
+
+    from shared.logs import configure_logging
+    from shared.settings import LogSettings
+    from tests import pii_scan
+
+    configure_logging(LogSettings(level="INFO", json_format=True), service="tests")
+    path = Path(tempfile.mkdtemp(prefix="minyi-test-logs-")) / "in-process.log"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    root = logging.getLogger()
+    handler.setFormatter(root.handlers[0].formatter)
+    root.addHandler(handler)
+    pii_scan.register(path)
+    config.stash[_PII_LOG] = path
+
+
+_PII_LOG = pytest.StashKey["object"]()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from tests import pii_scan
+
+    found = pii_scan.scan_files(pii_scan.LOG_FILES)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if found:
+        if reporter is not None:
+            reporter.write_line("Personal data found in logs:", red=True)
+            for path, lines in found.items():
+                reporter.write_line(f"  {path}")
+                for line in lines:
+                    reporter.write_line(f"    {line}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    elif reporter is not None:
+        reporter.write_line(f"PII scan: {len(pii_scan.LOG_FILES)} log files, no personal data")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from tests import pii_scan
 from tests.fakes.aliyun_sms import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +57,7 @@ class ServiceProcess:
         self.port = free_port()
         self.env = {**env, f"MINYI_{name.upper()}__HTTP__PORT": str(self.port)}
         self.log_path = log_dir / f"{name}.log"
+        pii_scan.register(self.log_path)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

@@ -14,8 +14,8 @@ from pathlib import Path
 LOG_FILES: list[Path] = []
 
 # A mainland mobile number in clear: 1[3-9] + 9 digits, optionally +86 / 86 in front, not part
-# of a longer digit run (ids, offsets, timestamps).
-MOBILE = re.compile(r"(?<![\d*])(?:\+?86)?1[3-9]\d{9}(?![\d*])")
+# of a longer run of letters or digits (UUIDs, ids, offsets, timestamps).
+MOBILE = re.compile(r"(?<![0-9A-Za-z*])(?:\+?86)?1[3-9]\d{9}(?![0-9A-Za-z*])")
 # Values the tests use as voter names and WeChat openids (add new ones here).
 KNOWN_PERSONAL = ("王小明", "张三", "李四", "oWX-test-openid")
 

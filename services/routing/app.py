@@ -1,32 +1,81 @@
-"""Wiring: one RoutingSettings → the runtime (pool, broker, relay, consumers) and the app."""
+"""Wiring: one RoutingSettings → the runtime (pool, broker, relay, consumers, deadline timers)
+and the app."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
+from argon2 import PasswordHasher
 from fastapi import FastAPI, Request
 from faststream.kafka.annotations import KafkaMessage
 
 from services.routing import handlers
-from services.routing.api import build_router
+from services.routing.api import build_router, install_auth
+from services.routing.domain.triage import DEFAULT_KEYWORD_RULES
+from services.routing.live import TaskHub
 from services.routing.settings import RoutingSettings
 from services.routing.store import RoutingStore
 from shared import topics
-from shared.db.pool import create_pool
-from shared.events import CaseAssignedV1, EventEnvelope, envelope_schema
+from shared.db.pool import Pool, connect, create_pool
+from shared.events import (
+    CaseAcknowledgedV1,
+    CaseAssignedV1,
+    CaseClosedV1,
+    CaseCompletedV1,
+    CaseDeadlineApproachingV1,
+    CaseEscalatedV1,
+    CaseExtensionDecidedV1,
+    CaseExtensionRequestedV1,
+    CaseOverdueV1,
+    CaseReopenedV1,
+    CaseReturnedV1,
+    CaseTriagedV1,
+    EventEnvelope,
+    InvitationDecidedV1,
+    InvitationRequestedV1,
+    envelope_schema,
+)
 from shared.http import install_common
 from shared.messaging.consumer import delivery_of, subscriber_options
 from shared.metrics import EVENTS_CONSUMED
 from shared.reference import wenling
-from shared.runtime import ServiceRuntime
+from shared.runtime import LoopSpec, ServiceRuntime
 
 SERVICE = handlers.SERVICE
 SCHEMA = "routing"
 MIGRATIONS = Path(__file__).parent / "migrations"
 
+PUBLISHED = (
+    CaseTriagedV1,
+    InvitationRequestedV1,
+    InvitationDecidedV1,
+    CaseAssignedV1,
+    CaseAcknowledgedV1,
+    CaseExtensionRequestedV1,
+    CaseExtensionDecidedV1,
+    CaseReturnedV1,
+    CaseCompletedV1,
+    CaseReopenedV1,
+    CaseClosedV1,
+    CaseDeadlineApproachingV1,
+    CaseOverdueV1,
+    CaseEscalatedV1,
+)
+
 
 def build_runtime(settings: RoutingSettings) -> ServiceRuntime:
     kafka = settings.kafka
+
+    def fire_timers(pool: Pool) -> Callable[[], Awaitable[int]]:
+        store = RoutingStore(pool, topic_prefix=kafka.topic_prefix)
+
+        async def once() -> int:
+            return await store.fire_due_timers(datetime.now(UTC), settings.timers.batch_size)
+
+        return once
+
     runtime = ServiceRuntime(
         service=SERVICE,
         schema=SCHEMA,
@@ -34,40 +83,66 @@ def build_runtime(settings: RoutingSettings) -> ServiceRuntime:
         database=settings.database,
         outbox=settings.outbox,
         migrations_dir=MIGRATIONS,
-        topics=[topics.OPINION, topics.CASE],
+        topics=[topics.OPINION, topics.CASE, topics.EVALUATION],
+        loops=[
+            LoopSpec(
+                name="routing-deadline-timers",
+                channel=f"{SCHEMA}_deadline_timers",
+                work_once=fire_timers,
+                poll_interval_s=settings.timers.poll_interval_s,
+            )
+        ],
     )
     opinion_topic = kafka.topic(topics.OPINION)
-    consumer = f"{SERVICE}.opinion"
+    evaluation_topic = kafka.topic(topics.EVALUATION)
 
     async def on_opinion(envelope: EventEnvelope, msg: KafkaMessage) -> None:
         store = RoutingStore(runtime.pool, topic_prefix=kafka.topic_prefix)
         outcome = await handlers.on_opinion_event(
-            store, envelope, delivery_of(msg, consumer), settings.deadlines
+            store, envelope, delivery_of(msg, f"{SERVICE}.opinion"), settings
         )
         EVENTS_CONSUMED.labels(SERVICE, opinion_topic, outcome).inc()
+
+    async def on_evaluation(envelope: EventEnvelope, msg: KafkaMessage) -> None:
+        store = RoutingStore(runtime.pool, topic_prefix=kafka.topic_prefix)
+        outcome = await handlers.on_evaluation_event(
+            store, envelope, delivery_of(msg, f"{SERVICE}.evaluation"), settings
+        )
+        EVENTS_CONSUMED.labels(SERVICE, evaluation_topic, outcome).inc()
 
     runtime.broker.subscriber(
         opinion_topic,
         **subscriber_options(kafka, service=SERVICE, topic=topics.OPINION),
         title="routing:opinion",
-        description="Routes each submitted opinion to a department as a case.",
+        description="Triages each submitted opinion and routes it to a department as a case.",
     )(on_opinion)
+    runtime.broker.subscriber(
+        evaluation_topic,
+        **subscriber_options(kafka, service=SERVICE, topic=topics.EVALUATION),
+        title="routing:evaluation",
+        description="Voters' ratings: satisfied closes a completed case, unsatisfied reopens it "
+        "(once).",
+    )(on_evaluation)
 
-    runtime.broker.publisher(
-        kafka.topic(topics.CASE),
-        title="case.assigned",
-        schema=envelope_schema(CaseAssignedV1),
-        description="Key = case id (via the outbox).",
-    )
+    for event_cls in PUBLISHED:
+        runtime.broker.publisher(
+            kafka.topic(topics.CASE),
+            title=event_cls.event_type,
+            schema=envelope_schema(event_cls),
+            description="Key = case id (via the outbox).",
+        )
     return runtime
 
 
 def build_app(settings: RoutingSettings) -> FastAPI:
     runtime = build_runtime(settings)
+    hub = TaskHub(lambda: connect(settings.database, schema=SCHEMA, service=SERVICE))
+    runtime.closers.append(hub.close)
     app = FastAPI(
         title="Minyi routing",
         version="1.0.0",
-        description="Assigns opinions to departments as cases and tracks their deadlines.",
+        description="Triages opinions, assigns them to departments as cases, supervises their "
+        "deadlines and carries them through acknowledgement, extension, completion and rating.",
         lifespan=runtime.lifespan,
     )
 
@@ -75,14 +150,46 @@ def build_app(settings: RoutingSettings) -> FastAPI:
         return RoutingStore(runtime.pool, topic_prefix=settings.kafka.topic_prefix)
 
     install_common(app, service=SERVICE, ready=runtime.ready)
-    app.include_router(build_router(store_of))
+    install_auth(app, settings)
+    app.include_router(build_router(store_of, settings, hub))
     app.state.runtime = runtime
     return app
+
+
+def dev_accounts(settings: RoutingSettings) -> list[tuple[str, str, str | None, str | None]]:
+    """(client id, role, department id, station id) of the development accounts."""
+    ref = wenling()
+    return [
+        *((f"dept-{d.id}", "department", d.id, None) for d in ref.departments),
+        *((f"station-{s.id}", "station", None, s.id) for s in ref.stations),
+        ("committee", "committee", None, None),
+        ("operator", "operator", None, None),
+        ("admin", "admin", None, None),
+    ]
 
 
 async def seed(settings: RoutingSettings) -> str:
     pool = await create_pool(settings.database, schema=SCHEMA, service=SERVICE)
     try:
-        return await RoutingStore(pool).seed(wenling())
+        store = RoutingStore(pool)
+        summary = await store.seed(wenling(), DEFAULT_KEYWORD_RULES)
+        if not settings.accounts.seed_dev_accounts:
+            return summary
+        existing = await store.existing_accounts()
+        hasher = PasswordHasher(
+            time_cost=settings.accounts.argon2_time_cost,
+            memory_cost=settings.accounts.argon2_memory_kib,
+            parallelism=settings.accounts.argon2_parallelism,
+        )
+        password = settings.accounts.dev_password.get_secret_value()
+        wanted = [a for a in dev_accounts(settings) if a[0] not in existing]
+        await store.add_accounts(
+            [(client, hasher.hash(password), role, dept, st) for client, role, dept, st in wanted]
+        )
+        names = ", ".join(a[0] for a in dev_accounts(settings))
+        return (
+            f"{summary}\nrouting: dev accounts ({len(wanted)} new; password from "
+            f"accounts.dev_password = {password!r}): {names}"
+        )
     finally:
         await pool.close()

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings
 
-from services.routing.domain import DeadlineSettings
+from services.routing.domain import DeadlineSettings, TriageSettings
+from shared.auth import AuthSettings
 from shared.settings import (
     DatabaseSettings,
     HttpSettings,
@@ -12,6 +13,42 @@ from shared.settings import (
     OutboxSettings,
     service_settings_config,
 )
+
+DEV_PASSWORD = "minyi-dev-password"  # noqa: S105 - the documented development default
+
+
+class AccountSettings(BaseModel):
+    """Sign-in accounts. `seed` creates one per department, station, and a committee,
+    an operator and an admin account, all with `dev_password` (for development only)."""
+
+    model_config = ConfigDict(extra="forbid")
+    seed_dev_accounts: bool = True
+    dev_password: SecretStr = SecretStr(DEV_PASSWORD)
+    # argon2id cost (OWASP's minimum: 19 MiB, 2 iterations, 1 lane).
+    argon2_time_cost: int = Field(default=2, ge=1)
+    argon2_memory_kib: int = Field(default=19_456, ge=8_192)
+    argon2_parallelism: int = Field(default=1, ge=1)
+
+
+class TimerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    poll_interval_s: float = Field(
+        default=1.0, gt=0, description="How often due timers are looked for."
+    )
+    batch_size: int = Field(default=500, ge=1)
+
+
+class ApiSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    anonymous_case_reads: bool = Field(
+        default=False,
+        description=(
+            "Let callers without a token read one case by its id or its opinion's id "
+            "(unguessable UUIDs; no contact details shown). Off: voters follow their case "
+            "through intake's receipt page; everyone else signs in."
+        ),
+    )
+    sse_ping_s: int = Field(default=15, ge=1)
 
 
 class RoutingSettings(BaseSettings):
@@ -25,3 +62,8 @@ class RoutingSettings(BaseSettings):
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     deadlines: DeadlineSettings = Field(default_factory=DeadlineSettings)
+    triage: TriageSettings = Field(default_factory=TriageSettings)
+    timers: TimerSettings = Field(default_factory=TimerSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    accounts: AccountSettings = Field(default_factory=AccountSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)

@@ -82,10 +82,22 @@ async def test_one_opinion_end_to_end(stack: Stack):
         assert answer.status_code == 201, answer.text
         receipt = answer.json()
         opinion_id = receipt["opinion_id"]
+        signed_in = await http.post(
+            f"{stack.url('routing')}/api/v1/auth/token",
+            json={"client_id": "operator", "client_secret": "minyi-dev-password"},
+        )
+        assert signed_in.status_code == 200, signed_in.text
+        operator = {"authorization": f"Bearer {signed_in.json()['access_token']}"}
+        anonymous = await http.get(
+            f"{stack.url('routing')}/api/v1/cases", params={"opinion_id": opinion_id}
+        )
+        assert anonymous.status_code == 401
 
         async def routed() -> dict[str, Any] | None:
             r = await http.get(
-                f"{stack.url('routing')}/api/v1/cases", params={"opinion_id": opinion_id}
+                f"{stack.url('routing')}/api/v1/cases",
+                params={"opinion_id": opinion_id},
+                headers=operator,
             )
             return r.json() if r.status_code == 200 else None
 

@@ -2,8 +2,17 @@ from datetime import UTC, datetime
 from uuid import uuid4
 
 from services.routing import domain
-from services.routing.domain import CHINA, CaseKind, DeadlineSettings, Period, RoutingRule
-from shared.events import Channel, OpinionSubmittedV1
+from services.routing.domain import (
+    CHINA,
+    CaseKind,
+    Classification,
+    DeadlineSettings,
+    Period,
+    RoutingRule,
+    default_calendar,
+    lifecycle,
+)
+from shared.events import CaseAssignedV1, Channel, OpinionSubmittedV1
 
 RULES = [
     RoutingRule("traffic", None, "transport", 100),
@@ -65,17 +74,23 @@ def test_assign_sets_deadlines_by_kind():
         voter_reachable=False,
     )
     now = datetime(2025, 3, 3, 9, 0, tzinfo=CHINA)  # a Monday
-    case = domain.assign(
+    outcome = lifecycle.open_case(
         opinion,
+        correlation_id=opinion.opinion_id,
         department_id="utilities",
+        category_id="utilities",
         kind=CaseKind.UTILITIES,
+        classification=Classification.INDIVIDUAL,
         deadlines=DeadlineSettings(),
+        calendar=default_calendar(),
         now=now,
     )
+    case = outcome.case
     assert case.acknowledge_due_at == datetime(2025, 3, 3, 13, 0, tzinfo=CHINA)
     assert case.complete_due_at == datetime(2025, 3, 4, 9, 0, tzinfo=CHINA)
     general = DeadlineSettings().general
     assert general.complete == Period(working_days=7)
-    event = case.assigned_event()
-    assert event.aggregate_id() == str(case.case_id)
+    event = outcome.events[0]
+    assert isinstance(event, CaseAssignedV1)
+    assert event.aggregate_id() == str(case.id)
     assert event.department_id == "utilities"

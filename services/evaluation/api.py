@@ -1,7 +1,7 @@
 """Evaluation's HTTP handlers: the case as evaluation sees it, KPIs, voters' ratings,
 evaluations of handling (评议), report-back sessions (述职评议), station activity, reports."""
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
@@ -18,7 +18,7 @@ from services.evaluation.reports.pdf import render_pdf
 from services.evaluation.reports.xlsx import render_xlsx
 from services.evaluation.stations import advanced_stations, distribution, parse_month
 from services.evaluation.store import EvaluationStore
-from shared.auth import AuthSettings, Principal, Role, principal_dependency
+from shared.auth import AuthSettings, Principal, Role, principal_dependency, require_roles
 from shared.events import EventEnvelope, HandlingEvaluatedV1
 
 SERVICE = "evaluation"
@@ -201,30 +201,6 @@ class AdvancedOut(BaseModel):
     advanced: list[StationActivityOut]
 
 
-def _roles_dependency(
-    current: Callable[[Request], Coroutine[Any, Any, Principal]], *roles: Role
-) -> Callable[[Request], Coroutine[Any, Any, Principal]]:
-    """Like `shared.auth.require_roles` (401 anonymous, 403 other roles), but taking the
-    request itself: `require_roles`'s inner dependency names a closure variable in a
-    postponed annotation, which FastAPI cannot resolve (it asks for a `principal` query
-    parameter and answers 422)."""
-    allowed = frozenset(roles)
-
-    async def check(request: Request) -> Principal:
-        principal = await current(request)
-        if principal.role in allowed:
-            return principal
-        if principal.role is Role.ANONYMOUS:
-            raise HTTPException(
-                401, detail={"message": "Sign in first."}, headers={"WWW-Authenticate": "Bearer"}
-            )
-        raise HTTPException(
-            403, detail={"message": f"A {principal.role.value} account may not do this."}
-        )
-
-    return check
-
-
 def _refuse(status: int, error: str, message: str) -> HTTPException:
     return HTTPException(status, detail={"error": error, "message": message})
 
@@ -257,14 +233,26 @@ def build_router(
 ) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["evaluation"])
     current = principal_dependency(auth)
-    staff = _roles_dependency(current, *STAFF)
-    evaluators = _roles_dependency(current, Role.STATION, Role.COMMITTEE)
-    organisers = _roles_dependency(current, Role.STATION, Role.COMMITTEE, Role.OPERATOR, Role.ADMIN)
+    staff = require_roles(current, *STAFF)
+    evaluators = require_roles(current, Role.STATION, Role.COMMITTEE)
+    organisers = require_roles(current, Role.STATION, Role.COMMITTEE, Role.OPERATOR, Role.ADMIN)
 
     @router.get("/cases/{case_id}", response_model=CaseFactsOut, summary="A case's read model")
-    async def get_case(case_id: UUID, request: Request) -> dict[str, Any]:
+    async def get_case(
+        case_id: UUID, request: Request, principal: Annotated[Principal, Depends(staff)]
+    ) -> dict[str, Any]:
         row = await store_of(request).case(case_id)
-        if row is None:
+        # A department sees its own cases, a station its own; others' are simply not there.
+        hidden = (
+            principal.role is Role.DEPARTMENT
+            and row is not None
+            and row.get("department_id") != principal.department_id
+        ) or (
+            principal.role is Role.STATION
+            and row is not None
+            and row.get("station_id") != principal.station_id
+        )
+        if row is None or hidden:
             raise HTTPException(404, detail={"message": f"Evaluation knows no case {case_id}."})
         return row
 

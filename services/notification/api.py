@@ -1,19 +1,18 @@
 """Notification's HTTP handlers: what was sent about a case (addresses never shown), and the
 providers' delivery-report callbacks (status reports)."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import structlog
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict
 
 from services.notification.domain import CHINA
 from services.notification.store import NotificationStore
+from shared.auth import AuthSettings, Principal, Role, principal_dependency, require_roles
 from shared.events import EventEnvelope, NotificationDeliveredV1
 
 log = structlog.get_logger(__name__)
@@ -69,16 +68,44 @@ def _china_time(text: str | None) -> datetime:
         return datetime.now(UTC)
 
 
-def build_router(store_of: Callable[[Request], NotificationStore]) -> APIRouter:
+def _may_see(principal: Principal, deliveries: list[dict[str, Any]]) -> bool:
+    """Committee, operators and admins see every case; a department or a station only the
+    cases it was itself notified about."""
+    if principal.role in (Role.COMMITTEE, Role.OPERATOR, Role.ADMIN):
+        return True
+    own = {
+        Role.DEPARTMENT: ("department", principal.department_id),
+        Role.STATION: ("station_staff", principal.station_id),
+    }.get(principal.role)
+    return own is not None and any(
+        (d["recipient_kind"], d["recipient_ref"]) == own for d in deliveries
+    )
+
+
+def build_router(store_of: Callable[[Request], NotificationStore], auth: AuthSettings) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["deliveries"])
+    staff = require_roles(
+        principal_dependency(auth),
+        Role.DEPARTMENT,
+        Role.STATION,
+        Role.COMMITTEE,
+        Role.OPERATOR,
+        Role.ADMIN,
+    )
 
     @router.get(
         "/cases/{case_id}/deliveries",
         response_model=list[DeliveryOut],
-        summary="Every message planned or sent about a case",
+        summary="Every message planned or sent about a case (addresses never shown)",
+        responses={404: {"description": "No such case, or not one of yours."}},
     )
-    async def case_deliveries(case_id: UUID, request: Request) -> list[dict[str, Any]]:
-        return await store_of(request).deliveries_for_case(case_id)
+    async def case_deliveries(
+        case_id: UUID, request: Request, principal: Annotated[Principal, Depends(staff)]
+    ) -> list[dict[str, Any]]:
+        deliveries = await store_of(request).deliveries_for_case(case_id)
+        if not deliveries or not _may_see(principal, deliveries):
+            raise HTTPException(404, detail={"message": f"No deliveries known for case {case_id}."})
+        return deliveries
 
     async def record(
         request: Request,

@@ -147,7 +147,7 @@ def build_app(settings: NotificationSettings) -> FastAPI:
         return NotificationStore(runtime.pool, topic_prefix=settings.kafka.topic_prefix)
 
     install_common(app, service=SERVICE, ready=runtime.ready)
-    app.include_router(build_router(store_of))
+    app.include_router(build_router(store_of, settings.auth))
     app.state.runtime = runtime
     return app
 

@@ -11,6 +11,7 @@ from services.notification.delivery_rules import (
 )
 from services.notification.domain import RecipientSettings, TemplateSettings
 from services.notification.providers import SmsSettings, WechatSettings
+from shared.auth import AuthSettings
 from shared.settings import (
     DatabaseSettings,
     HttpSettings,
@@ -33,6 +34,7 @@ class NotificationSettings(BaseSettings):
     http: HttpSettings = HttpSettings(port=8003)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     sms: SmsSettings = Field(default_factory=SmsSettings)
     wechat: WechatSettings = Field(default_factory=WechatSettings)
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)

@@ -119,7 +119,9 @@ async def test_one_opinion_end_to_end(stack: Stack):
         assert sent[0]["access_key_id"] == "test-key"
 
         async def evaluated() -> dict[str, Any] | None:
-            r = await http.get(f"{stack.url('evaluation')}/api/v1/cases/{case['id']}")
+            r = await http.get(
+                f"{stack.url('evaluation')}/api/v1/cases/{case['id']}", headers=operator
+            )
             body = r.json() if r.status_code == 200 else None
             return body if body and body["first_notified_at"] and body["assigned_at"] else None
 
@@ -128,11 +130,29 @@ async def test_one_opinion_end_to_end(stack: Stack):
         assert facts["station_id"] == "zeguo-1"
         assert facts["notifications_sent"] == 1
 
-        deliveries = (
-            await http.get(f"{stack.url('notification')}/api/v1/cases/{case['id']}/deliveries")
-        ).json()
+        deliveries_url = f"{stack.url('notification')}/api/v1/cases/{case['id']}/deliveries"
+        deliveries = (await http.get(deliveries_url, headers=operator)).json()
         assert [(d["status"], d["provider"]) for d in deliveries] == [("sent", "aliyun")]
         assert deliveries[0]["provider_message_id"] == sent[0]["biz_id"]
+
+        # The transport bureau sees its own case everywhere; another department sees nothing.
+        async def sign_in(client_id: str) -> dict[str, str]:
+            r = await http.post(
+                f"{stack.url('routing')}/api/v1/auth/token",
+                json={"client_id": client_id, "client_secret": "minyi-dev-password"},
+            )
+            return {"authorization": f"Bearer {r.json()['access_token']}"}
+
+        transport, housing = await sign_in("dept-transport"), await sign_in("dept-housing")
+        case_urls = [
+            f"{stack.url('routing')}/api/v1/cases/{case['id']}",
+            f"{stack.url('evaluation')}/api/v1/cases/{case['id']}",
+            deliveries_url,
+        ]
+        for url in case_urls:
+            assert (await http.get(url, headers=transport)).status_code == 200, url
+            assert (await http.get(url, headers=housing)).status_code == 404, url
+            assert (await http.get(url)).status_code == 401, url
 
         status = await http.get(
             receipt["status_url"].replace("http://127.0.0.1:8001", stack.url("intake"))

@@ -17,11 +17,16 @@ code=$(json '["receipt_code"]' <<<"$receipt")
 opinion_id=$(json '["opinion_id"]' <<<"$receipt")
 echo "smoke: receipt $code for opinion $opinion_id"
 
-curl -sf "http://127.0.0.1:8001/api/v1/receipts/$code" | grep -q '"stage":"submitted"' \
+curl -sf "http://127.0.0.1:8001/api/v1/receipts/$code" | grep -q '"receipt_code"' \
   || fail "receipt status"
+token() {
+  curl -sf -X POST http://127.0.0.1:8002/api/v1/auth/token -H 'content-type: application/json' \
+    -d "{\"client_id\":\"$1\",\"client_secret\":\"minyi-dev-password\"}" | json '["access_token"]'
+}
+OP=$(token operator); DEPT=$(token dept-utilities)
 case_id=""
 for _ in $(seq 1 100); do
-  if case_json=$(curl -sf "http://127.0.0.1:8002/api/v1/cases?opinion_id=$opinion_id"); then
+  if case_json=$(curl -sf -H "authorization: Bearer $OP" "http://127.0.0.1:8002/api/v1/cases?opinion_id=$opinion_id"); then
     case_id=$(json '["id"]' <<<"$case_json"); break
   fi
   sleep 0.2
@@ -29,18 +34,19 @@ done
 [ -n "$case_id" ] || fail "no case for opinion $opinion_id"
 [ "$(json '["department_id"]' <<<"$case_json")" = utilities ] || fail "department"
 for _ in $(seq 1 100); do
-  status=$(curl -sf "http://127.0.0.1:8003/api/v1/cases/$case_id/deliveries" | json '[0]["status"]' 2>/dev/null || true)
+  status=$(curl -sf -H "authorization: Bearer $OP" "http://127.0.0.1:8003/api/v1/cases/$case_id/deliveries" | json '[0]["status"]' 2>/dev/null || true)
   [ "$status" = sent ] && break
   sleep 0.2
 done
 [ "$status" = sent ] || fail "delivery not sent"
 for _ in $(seq 1 100); do
-  notified=$(curl -sf "http://127.0.0.1:8004/api/v1/cases/$case_id" | json '["first_notified_at"]' 2>/dev/null || true)
+  notified=$(curl -sf -H "authorization: Bearer $OP" "http://127.0.0.1:8004/api/v1/cases/$case_id" | json '["first_notified_at"]' 2>/dev/null || true)
   [ -n "$notified" ] && [ "$notified" != None ] && break
   sleep 0.2
 done
 [ -n "$notified" ] && [ "$notified" != None ] || fail "evaluation read model"
-curl -sf http://127.0.0.1:8002/api/v1/departments/utilities/queue | grep -q "$code" || fail "queue"
+curl -sf -H "authorization: Bearer $DEPT" http://127.0.0.1:8002/api/v1/departments/utilities/queue \
+  | grep -q "$code" || fail "queue"
 bad=$(curl -s -o /dev/null -w '%{http_code}' -X POST http://127.0.0.1:8001/api/v1/opinions \
   -H 'content-type: application/json' \
   -d '{"channel":"online","station_id":"taiping-1","content":"路灯坏了","voter_phone":"12345"}')

@@ -234,6 +234,40 @@ def _wait_for_sms(sms: FakeAliyunServer, expected: int, timeout: float) -> list[
     return records
 
 
+def bench_deadlines(infra_db: str, sizes: str, rate: int, duration: float) -> dict[str, Any]:
+    """Routing's deadline engine (bench/routing_deadlines.py) on a database of its own."""
+    import subprocess
+    import sys
+
+    with fresh_database(infra_db) as db:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.routing_deadlines",
+                "--sizes",
+                sizes,
+                "--rate",
+                str(rate),
+                "--duration",
+                str(duration),
+                "--poll",
+                "0.2",
+                "--database-url",
+                db,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if done.returncode != 0:
+        return {"error": done.stderr[-2000:]}
+    start = done.stdout.find("{")
+    result: dict[str, Any] = json.loads(done.stdout[start:])
+    return result
+
+
 def write_outputs(results: dict[str, Any]) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
@@ -284,9 +318,12 @@ def main(
     intake_rates: Annotated[str, typer.Option()] = "250,500,1000,1500,2000",
     e2e_rates: Annotated[str, typer.Option()] = "50,100,200,300,400,600,800,1000",
     duration: Annotated[float, typer.Option(help="Seconds per step.")] = 20.0,
+    deadline_sizes: Annotated[str, typer.Option()] = "10000,100000,1000000",
+    deadline_rate: Annotated[int, typer.Option()] = 1000,
 ) -> None:
     if quick:
         duration = 3.0
+        deadline_sizes = "10000"
     infra, stop = start_infra()
     os.environ["KAFKA_BOOTSTRAP_SERVERS"] = infra.kafka_bootstrap_servers
     os.environ["DATABASE_URL"] = infra.database_url
@@ -317,6 +354,11 @@ def main(
         results["end_to_end"] = bench_end_to_end(
             infra.database_url, [float(r) for r in e2e_rates.split(",")], duration, log_dir
         )
+        console.rule("deadline engine")
+        results["deadlines"] = bench_deadlines(
+            infra.database_url, deadline_sizes, deadline_rate, 10.0 if quick else 20.0
+        )
+        console.print(results["deadlines"])
         headline = results["end_to_end"]["headline_per_s"]
         results["ratios"] = {
             "e2e_headline_vs_raw_kafka_produce": round(

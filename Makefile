@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: help install up down status lint typecheck contracts contracts-update test test-unit test-integration test-e2e smoke bench bench-quick chaos chaos-short clean
+.PHONY: help install up down status lint typecheck contracts contracts-update test test-unit test-integration test-e2e smoke bench bench-quick chaos chaos-short browser clean
 
 help:
 	@echo "make up        start Kafka, PostgreSQL and the four services (.stack/dev)"
@@ -49,7 +49,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy shared services tools tests bench
+	$(BIN)/mypy shared services tools tests bench console
 
 contracts: install
 	$(BIN)/python -m tools.contracts --check
@@ -57,7 +57,12 @@ contracts: install
 contracts-update: install
 	$(BIN)/python -m tools.contracts
 
-test: install lint typecheck contracts $(COMPOSE_SCHEMA)
+# Headless Chromium and a CJK font for the console's browser test (Debian packages; root here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; }
+	@fc-list 2>/dev/null | grep -qi "wenquanyi\|wqy" || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei >/dev/null || true
+
+test: install lint typecheck contracts $(COMPOSE_SCHEMA) browser
 	$(BIN)/python -m tools.stack build
 	$(BIN)/pytest -p no:cacheprovider
 

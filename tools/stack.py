@@ -69,6 +69,11 @@ SERVICES: dict[str, int] = {
     "notification": 8003,
     "evaluation": 8004,
 }
+# Everything `up` runs: the four services and the operator console (module, port).
+PROCESSES: dict[str, tuple[str, int]] = {
+    **{name: (f"services.{name}", port) for name, port in SERVICES.items()},
+    "console": ("console", 8000),
+}
 SEEDED_SERVICES = ("intake", "routing", "notification")
 
 console = Console()
@@ -708,7 +713,7 @@ def stop_postgres(profile: Profile) -> None:
 
 
 def service_marker(name: str) -> str:
-    return f"services.{name} serve"
+    return f"{PROCESSES[name][0]} serve"
 
 
 def service_process(profile: Profile, name: str) -> psutil.Process | None:
@@ -735,10 +740,12 @@ def run_service_command(name: str, command: str, env: dict[str, str]) -> None:
         raise StackError(f"services.{name} {command} exited with {result.returncode}")
 
 
-def wait_http_ready(profile: Profile, name: str, port: int, deadline: float) -> None:
+def wait_http_ready(
+    profile: Profile, name: str, port: int, deadline: float, path: str = "/health/ready"
+) -> None:
     import httpx
 
-    url = f"http://{HOST}:{port}/health/ready"
+    url = f"http://{HOST}:{port}{path}"
     while True:
         if service_process(profile, name) is None:
             console.print(tail(profile.log_file(name)), markup=False)
@@ -759,23 +766,29 @@ def services_up(profile: Profile) -> None:
     for name in SEEDED_SERVICES:
         run_service_command(name, "seed", env)
     profile.run_dir.mkdir(parents=True, exist_ok=True)
-    for name in SERVICES:
+    for name, (module, _port) in PROCESSES.items():
         running = service_process(profile, name)
         if running is not None:
             console.print(f"{name}: already running (pid {running.pid})")
             continue
-        cmd = [sys.executable, "-m", f"services.{name}", "serve"]
+        cmd = [sys.executable, "-m", module, "serve"]
         pid = spawn(cmd, profile.log_file(name), env=env)
         profile.pid_file(name).write_text(f"{pid}\n")
         console.print(f"{name}: started (pid {pid})")
     deadline = time.monotonic() + SERVICE_TIMEOUT_S
-    for name, port in SERVICES.items():
-        wait_http_ready(profile, name, port, deadline)
+    for name, (_module, port) in PROCESSES.items():
+        wait_http_ready(
+            profile,
+            name,
+            port,
+            deadline,
+            path="/health/ready" if name in SERVICES else "/health/live",
+        )
     table = Table(title=f"Minyi services ({profile.name})")
     table.add_column("service")
     table.add_column("url")
     table.add_column("log")
-    for name, port in SERVICES.items():
+    for name, (_module, port) in PROCESSES.items():
         table.add_row(name, f"http://{HOST}:{port}", str(profile.log_file(name)))
     console.print(table)
 
@@ -832,7 +845,7 @@ def _stop_component(name: str, proc: psutil.Process | None, pid_file: Path) -> N
 
 
 def down(profile: Profile) -> None:
-    for name in SERVICES:
+    for name in PROCESSES:
         _stop_component(name, service_process(profile, name), profile.pid_file(name))
     _stop_component("kafka", kafka_process(profile), profile.pid_file("kafka"))
     stop_postgres(profile)
@@ -841,7 +854,7 @@ def down(profile: Profile) -> None:
         console.print(f"[yellow]leftover process {proc.pid}, stopping it[/]")
         terminate(proc, f"pid {proc.pid}")
     leftovers = infra_processes_mentioning(str(profile.dir))
-    leftovers += [p for n in SERVICES if (p := service_process(profile, n)) is not None]
+    leftovers += [p for n in PROCESSES if (p := service_process(profile, n)) is not None]
     if leftovers:
         raise StackError(f"processes still alive: {[p.pid for p in leftovers]}")
     if profile.run_dir.exists():
@@ -855,7 +868,7 @@ def status_rows(profile: Profile) -> Iterator[tuple[str, str, bool, int]]:
     yield ("kafka", kafka_pid, kafka is not None, profile.kafka_port)
     pg = postgres_process(profile)
     yield ("postgres", str(postgres_pid(profile) or "-"), pg is not None, profile.pg_port)
-    for name, port in SERVICES.items():
+    for name, (_module, port) in PROCESSES.items():
         proc = service_process(profile, name)
         yield (name, str(read_pid(profile.pid_file(name)) or "-"), proc is not None, port)
 

@@ -157,7 +157,7 @@ class OpinionStatusOut(BaseModel):
     history: list[StageOut]
 
 
-def _invalid(problems: Sequence[FieldProblem]) -> HTTPException:
+def invalid(problems: Sequence[FieldProblem]) -> HTTPException:
     summary = "; ".join(f"{p.field}: {p.message}" for p in problems)
     return HTTPException(
         status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -169,11 +169,16 @@ def _invalid(problems: Sequence[FieldProblem]) -> HTTPException:
     )
 
 
+def _system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
 @dataclass(frozen=True)
 class Deps:
     store_of: Callable[[Request], IntakeStore]
     settings: IntakeSettings
     limiter: RateLimiter
+    clock: Callable[[], datetime] = _system_clock  # tests inject their own (station rules)
 
     def receipt(self, opinion: Opinion) -> dict[str, Any]:
         return ReceiptOut(
@@ -213,36 +218,43 @@ def make_opinion(
     )
 
 
-def check_staff(principal: Principal, station_id: str) -> None:
-    """Station staff enter opinions for their own station; operators and admins for any."""
+def check_staff(
+    principal: Principal,
+    station_id: str,
+    *,
+    action: str = "enter opinions",
+    roles: frozenset[Role] = STAFF_ROLES,
+) -> None:
+    """Station staff act for their own station; operators and admins (and whoever else
+    `roles` lets in) for any."""
     if principal.role is Role.ANONYMOUS:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
-            detail={"message": "Sign in with a station account to enter opinions."},
+            detail={"message": f"Sign in with a station account to {action}."},
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if principal.role not in STAFF_ROLES:
+    if principal.role not in roles:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
-            detail={"message": f"A {principal.role.value} account may not enter opinions."},
+            detail={"message": f"A {principal.role.value} account may not {action}."},
         )
     if principal.role is Role.STATION and principal.station_id != station_id:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             detail={
-                "message": f"A station account may enter opinions for its own station only "
+                "message": f"A station account may {action} for its own station only "
                 f"({principal.station_id}), not {station_id}."
             },
         )
 
 
-def _idempotency(scope: str, key: str | None, body: dict[str, Any]) -> IdempotencyKey | None:
+def idempotency_key_of(scope: str, key: str | None, body: dict[str, Any]) -> IdempotencyKey | None:
     if key is None:
         return None
     return IdempotencyKey(scope=scope, key=key.strip(), request_hash=request_fingerprint(body))
 
 
-def _conflict() -> HTTPException:
+def conflict() -> HTTPException:
     return HTTPException(
         status.HTTP_409_CONFLICT,
         detail={
@@ -271,7 +283,7 @@ def build_router(deps: Deps) -> APIRouter:
                 opinions, response=result, idempotency=idempotency
             )
         except IdempotencyConflict as exc:
-            raise _conflict() from exc
+            raise conflict() from exc
         if saved.replayed:
             response.headers["Idempotent-Replayed"] = "true"
         else:
@@ -302,7 +314,7 @@ def build_router(deps: Deps) -> APIRouter:
         idempotency_key: IdempotencyHeader = None,
     ) -> dict[str, Any]:
         if body.channel is Channel.WECHAT:
-            raise _invalid(
+            raise invalid(
                 [FieldProblem("channel", "WeChat opinions come through the WeChat callback")]
             )
         if body.channel is not Channel.ONLINE:  # staff channels need a station account
@@ -318,7 +330,7 @@ def build_router(deps: Deps) -> APIRouter:
             station_id=body.station_id, category_id=body.category_id, deputy_id=body.deputy_id
         )
         if problems:
-            raise _invalid(problems)
+            raise invalid(problems)
         opinion = make_opinion(
             body,
             channel=body.channel,
@@ -328,7 +340,7 @@ def build_router(deps: Deps) -> APIRouter:
             entered_by=principal.subject if principal.is_staff else None,
         )
         scope = principal.subject if principal.is_staff else "public"
-        idem = _idempotency(scope, idempotency_key, body.model_dump(mode="json"))
+        idem = idempotency_key_of(scope, idempotency_key, body.model_dump(mode="json"))
         return await save(request, response, [opinion], deps.receipt(opinion), idem)
 
     def _batch_problems(
@@ -379,7 +391,7 @@ def build_router(deps: Deps) -> APIRouter:
             )
         ]
         if problems:
-            raise _invalid(problems)
+            raise invalid(problems)
         opinion = make_opinion(
             body,
             channel=Channel(body.channel.value),
@@ -388,7 +400,7 @@ def build_router(deps: Deps) -> APIRouter:
             now=datetime.now(UTC),
             entered_by=principal.subject,
         )
-        idem = _idempotency(
+        idem = idempotency_key_of(
             principal.subject,
             idempotency_key,
             {"station_id": station_id, **body.model_dump(mode="json")},
@@ -417,7 +429,7 @@ def build_router(deps: Deps) -> APIRouter:
         snapshot = await deps.store_of(request).reference_snapshot()
         problems = _batch_problems(snapshot, station_id, body.items)
         if problems:
-            raise _invalid(problems)
+            raise invalid(problems)
         now = datetime.now(UTC)
         opinions = [
             make_opinion(
@@ -435,7 +447,7 @@ def build_router(deps: Deps) -> APIRouter:
             count=len(opinions),
             receipts=[ReceiptOut(**deps.receipt(o)) for o in opinions],
         ).model_dump(mode="json")
-        idem = _idempotency(
+        idem = idempotency_key_of(
             principal.subject,
             idempotency_key,
             {"station_id": station_id, "batch": body.model_dump(mode="json")},

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +19,16 @@ from services.intake.domain import SERVICE
 from services.intake.http_limits import BodySizeLimit
 from services.intake.reference_api import build_reference_router
 from services.intake.settings import IntakeSettings
+from services.intake.stations_api import build_stations_router
 from services.intake.store import IntakeStore, ReferenceStore
 from shared import topics
 from shared.db.pool import create_pool
 from shared.events import (
     EventEnvelope,
     OpinionSubmittedV1,
+    ReceptionDayChangedV1,
     ReferenceDataChangedV1,
+    StationActivityRecordedV1,
     VoterContactRecordedV1,
     envelope_schema,
 )
@@ -48,7 +53,14 @@ def build_runtime(settings: IntakeSettings) -> ServiceRuntime:
         database=settings.database,
         outbox=settings.outbox,
         migrations_dir=MIGRATIONS,
-        topics=[topics.OPINION, topics.CONTACT, topics.CASE, topics.EVALUATION, topics.REFERENCE],
+        topics=[
+            topics.OPINION,
+            topics.CONTACT,
+            topics.CASE,
+            topics.EVALUATION,
+            topics.REFERENCE,
+            topics.STATION,
+        ],
     )
 
     def stage_consumer(full: str, consumer: str) -> Any:
@@ -85,6 +97,19 @@ def build_runtime(settings: IntakeSettings) -> ServiceRuntime:
         "retired (admin API, CLI, seed), key = kind:id (via the outbox).",
     )
     runtime.broker.publisher(
+        kafka.topic(topics.STATION),
+        title="station.activity_recorded",
+        schema=envelope_schema(StationActivityRecordedV1),
+        description="A station's activity record (台账), key = station id (via the outbox).",
+    )
+    runtime.broker.publisher(
+        kafka.topic(topics.STATION),
+        title="station.reception_day_changed",
+        schema=envelope_schema(ReceptionDayChangedV1),
+        description="A station's reception day moved (announced at least 3 days ahead), "
+        "key = station id (via the outbox).",
+    )
+    runtime.broker.publisher(
         kafka.topic(topics.CONTACT),
         title="voter_contact.recorded",
         schema=envelope_schema(VoterContactRecordedV1),
@@ -102,7 +127,8 @@ def _field(loc: Any) -> str:
     return ".".join(parts) or "body"
 
 
-def build_app(settings: IntakeSettings) -> FastAPI:
+def build_app(settings: IntakeSettings, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
+    """The app; `clock` (aware datetimes) replaces the system clock for the station rules."""
     runtime = build_runtime(settings)
     app = FastAPI(
         title="Minyi intake",
@@ -142,7 +168,13 @@ def build_app(settings: IntakeSettings) -> FastAPI:
         enabled=settings.rate_limit.enabled,
         trust_forwarded_for=settings.rate_limit.trust_forwarded_for,
     )
-    app.include_router(build_router(Deps(store_of, settings, limiter)))
+    deps = (
+        Deps(store_of, settings, limiter)
+        if clock is None
+        else Deps(store_of, settings, limiter, clock)
+    )
+    app.include_router(build_router(deps))
+    app.include_router(build_stations_router(deps))
     app.include_router(
         build_reference_router(
             settings.auth,

@@ -3,14 +3,18 @@ may see. No I/O."""
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import json
+import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import phonenumbers
 
@@ -32,7 +36,9 @@ from shared.events import (
     InvitationDecidedV1,
     InvitationRequestedV1,
     OpinionSubmittedV1,
+    ReceptionDayChangedV1,
     SatisfactionRatedV1,
+    StationActivityRecordedV1,
     VoterContactRecordedV1,
 )
 
@@ -281,3 +287,170 @@ def history_order(stages: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]
     """Stages by when they happened (not by when we heard of them: events arrive out of
     order across topics)."""
     return sorted(stages, key=lambda s: (s["at"], s["stage"]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Stations: activity records (台账) and the published reception day (活动日).
+
+CHINA = ZoneInfo("Asia/Shanghai")
+RECEPTION_NOTICE_DAYS = 3  # a reception day change is announced at least this many days ahead
+STATS_MAX_DAYS = 366
+
+
+def china_today(now: datetime) -> date:
+    """The calendar day in Wenling at `now` (an aware datetime)."""
+    return now.astimezone(CHINA).date()
+
+
+class ActivityKind(StrEnum):
+    RECEPTION = "reception"  # 坐诊: a reception batch on the reception day
+    VISIT = "visit"  # 出诊: deputies visiting voters
+    JOINT_SESSION = "joint_session"  # 会诊: with departments
+    STUDY = "study"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class StationActivity:
+    activity_id: UUID
+    station_id: str
+    town_id: str
+    kind: ActivityKind
+    activity_date: date
+    deputy_ids: tuple[str, ...]
+    visitor_count: int
+    opinion_ids: tuple[UUID, ...]
+    notes: str | None
+    recorded_at: datetime
+    recorded_by: str
+    client_id: str | None = None
+
+    def event(self) -> StationActivityRecordedV1:
+        return StationActivityRecordedV1(
+            activity_id=self.activity_id,
+            station_id=self.station_id,
+            town_id=self.town_id,
+            kind=self.kind.value,
+            activity_date=self.activity_date,
+            deputy_ids=list(self.deputy_ids),
+            visitor_count=self.visitor_count,
+            opinion_ids=list(self.opinion_ids),
+            recorded_at=self.recorded_at,
+        )
+
+    def envelope(self) -> EventEnvelope:
+        return EventEnvelope.wrap(self.event(), producer=SERVICE, correlation_id=self.activity_id)
+
+
+def activity_problems(
+    *,
+    activity_date: date,
+    today: date,
+    deputy_ids: Sequence[str],
+    known_deputies: frozenset[str],
+    opinion_ids: Sequence[UUID],
+    station_opinions: frozenset[UUID],
+) -> list[FieldProblem]:
+    """What is wrong with an activity record: a future date, deputies we don't know (any
+    station's: deputies join other stations' sessions), opinions not taken at this station."""
+    found = []
+    if activity_date > today:
+        found.append(
+            FieldProblem(
+                "activity_date", f"must not be in the future (today is {today}, Asia/Shanghai)"
+            )
+        )
+    for index, deputy in enumerate(deputy_ids):
+        if deputy not in known_deputies:
+            found.append(FieldProblem(f"deputy_ids.{index}", f"unknown deputy {deputy!r}"))
+    for index, opinion in enumerate(opinion_ids):
+        if opinion not in station_opinions:
+            found.append(
+                FieldProblem(f"opinion_ids.{index}", f"no opinion {opinion} of this station")
+            )
+    return found
+
+
+_MONTHLY_DAY = re.compile(r"(\d{1,2})\s*[日号]")
+
+
+def monthly_reception_day(rule: str | None) -> int | None:
+    """The day of the month of a published rule such as "每月15日" (None if it names none)."""
+    match = _MONTHLY_DAY.search(rule or "")
+    if match is None:
+        return None
+    day = int(match.group(1))
+    return day if 1 <= day <= 31 else None
+
+
+def scheduled_reception_date(rule: str | None, year: int, month: int) -> date | None:
+    """The month's reception date by the station's published rule (the 31st → the last day)."""
+    day = monthly_reception_day(rule)
+    if day is None:
+        return None
+    return date(year, month, min(day, calendar.monthrange(year, month)[1]))
+
+
+def reception_day_problems(new_date: date, today: date) -> list[FieldProblem]:
+    """A reception day may move only when announced at least RECEPTION_NOTICE_DAYS ahead."""
+    ahead = (new_date - today).days
+    if ahead >= RECEPTION_NOTICE_DAYS:
+        return []
+    return [
+        FieldProblem(
+            "new_date",
+            f"a reception day change must be announced at least {RECEPTION_NOTICE_DAYS} days "
+            f"ahead (rule: new_date − today ≥ {RECEPTION_NOTICE_DAYS} days, Asia/Shanghai); "
+            f"{new_date} is {ahead} day(s) from today ({today})",
+        )
+    ]
+
+
+@dataclass(frozen=True)
+class ReceptionDayChange:
+    change_id: UUID
+    station_id: str
+    month: str  # YYYY-MM: the month whose reception day moves (the new date's month)
+    previous_date: date | None
+    new_date: date
+    reason: str
+    announced_at: datetime
+    announced_by: str
+
+    def event(self) -> ReceptionDayChangedV1:
+        return ReceptionDayChangedV1(
+            station_id=self.station_id,
+            previous_date=self.previous_date,
+            new_date=self.new_date,
+            reason=self.reason,
+            announced_at=self.announced_at,
+        )
+
+    def envelope(self) -> EventEnvelope:
+        return EventEnvelope.wrap(self.event(), producer=SERVICE, correlation_id=self.change_id)
+
+
+def stats_range_problems(first: date, last: date) -> list[FieldProblem]:
+    if last < first:
+        return [FieldProblem("to", f"must not be before from ({first})")]
+    if (last - first).days + 1 > STATS_MAX_DAYS:
+        return [FieldProblem("to", f"the range may span at most {STATS_MAX_DAYS} days")]
+    return []
+
+
+def daily_counts(
+    rows: Iterable[tuple[date, str, int]], first: date, last: date
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """(day, channel, count) rows → every day of the range with its counts by channel (days
+    without opinions included), and the totals by channel."""
+    by_day: dict[date, dict[str, int]] = {}
+    totals: dict[str, int] = {}
+    for day, channel, count in rows:
+        by_day.setdefault(day, {})[channel] = count
+        totals[channel] = totals.get(channel, 0) + count
+    days = []
+    for offset in range((last - first).days + 1):
+        day = first + timedelta(days=offset)
+        counts = dict(sorted(by_day.get(day, {}).items()))
+        days.append({"day": day, "total": sum(counts.values()), "by_channel": counts})
+    return days, dict(sorted(totals.items()))

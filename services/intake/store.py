@@ -5,10 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from uuid import UUID
 
-from services.intake.domain import Opinion, ReferenceSnapshot, Stage, history_order
+from services.intake.domain import (
+    CHINA,
+    Opinion,
+    ReceptionDayChange,
+    ReferenceSnapshot,
+    Stage,
+    StationActivity,
+    history_order,
+    scheduled_reception_date,
+)
 from services.intake.reference import KINDS, Kind, changed, records
 from shared.db.pool import Connection, Pool
 from shared.events import EventEnvelope
@@ -91,26 +101,9 @@ class IntakeStore:
         With a key used before: the first response (same request) or IdempotencyConflict.
         """
         async with self._pool.acquire() as conn, conn.transaction():
-            if idempotency is not None:
-                claimed = await conn.fetchval(
-                    """INSERT INTO idempotency_keys (scope, key, request_hash, response)
-                       VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true""",
-                    idempotency.scope,
-                    idempotency.key,
-                    idempotency.request_hash,
-                    response,
-                )
-                if not claimed:
-                    earlier = await conn.fetchrow(
-                        """SELECT request_hash, response FROM idempotency_keys
-                           WHERE scope = $1 AND key = $2""",
-                        idempotency.scope,
-                        idempotency.key,
-                    )
-                    assert earlier is not None
-                    if earlier["request_hash"] != idempotency.request_hash:
-                        raise IdempotencyConflict(idempotency.key)
-                    return Saved(response=earlier["response"], replayed=True)
+            earlier = await _claim(conn, idempotency, response)
+            if earlier is not None:
+                return earlier
             await conn.executemany(_INSERT_OPINION, [_row(o) for o in opinions])
             await add_to_outbox(
                 conn,
@@ -172,6 +165,204 @@ class IntakeStore:
         status["stage"] = status["history"][-1]["stage"]
         return status
 
+    # -- stations: activity records, reception days ---------------------------------------
+
+    async def station(self, station_id: str) -> dict[str, Any] | None:
+        """A live station's town and published reception day rule."""
+        row = await self._pool.fetchrow(
+            """SELECT id, town_id, reception_day FROM stations
+               WHERE id = $1 AND retired_at IS NULL""",
+            station_id,
+        )
+        return None if row is None else dict(row)
+
+    async def live_deputies(self, ids: Sequence[str]) -> frozenset[str]:
+        rows = await self._pool.fetch(
+            "SELECT id FROM deputies WHERE id = ANY($1::text[]) AND retired_at IS NULL", list(ids)
+        )
+        return frozenset(r["id"] for r in rows)
+
+    async def station_opinions(self, station_id: str, ids: Sequence[UUID]) -> frozenset[UUID]:
+        """Which of `ids` are opinions taken at `station_id`."""
+        rows = await self._pool.fetch(
+            "SELECT id FROM opinions WHERE id = ANY($1::uuid[]) AND station_id = $2",
+            list(ids),
+            station_id,
+        )
+        return frozenset(r["id"] for r in rows)
+
+    async def save_activity(
+        self,
+        activity: StationActivity,
+        *,
+        response: dict[str, Any],
+        idempotency: IdempotencyKey | None,
+    ) -> Saved:
+        """The activity record and its station.activity_recorded event, in one transaction."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            earlier = await _claim(conn, idempotency, response)
+            if earlier is not None:
+                return earlier
+            a = activity
+            await conn.execute(
+                """INSERT INTO station_activities (id, station_id, town_id, kind, activity_date,
+                       deputy_ids, visitor_count, opinion_ids, notes, client_id, recorded_by,
+                       recorded_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)""",
+                a.activity_id,
+                a.station_id,
+                a.town_id,
+                a.kind.value,
+                a.activity_date,
+                list(a.deputy_ids),
+                a.visitor_count,
+                list(a.opinion_ids),
+                a.notes,
+                a.client_id,
+                a.recorded_by,
+                a.recorded_at,
+            )
+            await add_to_outbox(conn, [a.envelope()], topic_prefix=self._topic_prefix)
+        return Saved(response=response, replayed=False)
+
+    async def activities(
+        self, station_id: str, first: date | None, last: date | None, *, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        rows = await self._pool.fetch(
+            """SELECT id AS activity_id, station_id, town_id, kind, activity_date, deputy_ids,
+                      visitor_count, opinion_ids, notes, recorded_by, recorded_at
+               FROM station_activities
+               WHERE station_id = $1
+                 AND ($2::date IS NULL OR activity_date >= $2)
+                 AND ($3::date IS NULL OR activity_date <= $3)
+               ORDER BY activity_date, recorded_at LIMIT $4""",
+            station_id,
+            first,
+            last,
+            limit,
+        )
+        return [dict(r) for r in rows]
+
+    async def reception_day(self, station_id: str, month: str) -> dict[str, Any] | None:
+        """The month's latest change of the station's reception day, if any."""
+        row = await self._pool.fetchrow(
+            """SELECT id, previous_date, new_date, reason, announced_at
+               FROM reception_day_changes WHERE station_id = $1 AND month = $2
+               ORDER BY seq DESC LIMIT 1""",
+            station_id,
+            month,
+        )
+        return None if row is None else dict(row)
+
+    async def move_reception_day(
+        self,
+        *,
+        change_id: UUID,
+        station_id: str,
+        new_date: date,
+        reason: str,
+        at: datetime,
+        by: str,
+    ) -> tuple[ReceptionDayChange, bool] | None:
+        """Move the month's reception day (the month of `new_date`) and publish it, in one
+        transaction (the station row locked: concurrent moves see each other). Returns the
+        change and whether it is new (False: the same date and reason are already current),
+        or None for an unknown station."""
+        month = f"{new_date.year:04d}-{new_date.month:02d}"
+        async with self._pool.acquire() as conn, conn.transaction():
+            rule = await conn.fetchrow(
+                """SELECT reception_day FROM stations WHERE id = $1 AND retired_at IS NULL
+                   FOR UPDATE""",
+                station_id,
+            )
+            if rule is None:
+                return None
+            latest = await conn.fetchrow(
+                """SELECT id, previous_date, new_date, reason, announced_by, announced_at
+                   FROM reception_day_changes WHERE station_id = $1 AND month = $2
+                   ORDER BY seq DESC LIMIT 1""",
+                station_id,
+                month,
+            )
+            if latest is not None and (latest["new_date"], latest["reason"]) == (
+                new_date,
+                reason,
+            ):
+                current = ReceptionDayChange(
+                    change_id=latest["id"],
+                    station_id=station_id,
+                    month=month,
+                    previous_date=latest["previous_date"],
+                    new_date=latest["new_date"],
+                    reason=latest["reason"],
+                    announced_at=latest["announced_at"],
+                    announced_by=latest["announced_by"],
+                )
+                return current, False
+            previous = (
+                latest["new_date"]
+                if latest is not None
+                else scheduled_reception_date(rule["reception_day"], new_date.year, new_date.month)
+            )
+            change = ReceptionDayChange(
+                change_id=change_id,
+                station_id=station_id,
+                month=month,
+                previous_date=previous,
+                new_date=new_date,
+                reason=reason,
+                announced_at=at,
+                announced_by=by,
+            )
+            await conn.execute(
+                """INSERT INTO reception_day_changes (id, station_id, month, previous_date,
+                       new_date, reason, announced_by, announced_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+                change.change_id,
+                station_id,
+                month,
+                change.previous_date,
+                new_date,
+                reason,
+                by,
+                at,
+            )
+            await add_to_outbox(conn, [change.envelope()], topic_prefix=self._topic_prefix)
+        return change, True
+
+    # -- the operator console ---------------------------------------------------------------
+
+    async def town_exists(self, town_id: str) -> bool:
+        found: bool = await self._pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM towns WHERE id = $1)", town_id
+        )
+        return found
+
+    async def station_exists(self, station_id: str) -> bool:
+        found: bool = await self._pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM stations WHERE id = $1)", station_id
+        )
+        return found
+
+    async def opinion_counts(
+        self, first: date, last: date, *, station_id: str | None, town_id: str | None
+    ) -> list[tuple[date, str, int]]:
+        """(day in Wenling, channel, opinions) by when the voter raised them; no content."""
+        rows = await self._pool.fetch(
+            """SELECT (submitted_at AT TIME ZONE 'Asia/Shanghai')::date AS day, channel,
+                      count(*)::int AS n
+               FROM opinions
+               WHERE submitted_at >= $1 AND submitted_at < $2
+                 AND ($3::text IS NULL OR station_id = $3)
+                 AND ($4::text IS NULL OR town_id = $4)
+               GROUP BY 1, 2 ORDER BY 1, 2""",
+            _china_midnight(first),
+            _china_midnight(last + timedelta(days=1)),
+            station_id,
+            town_id,
+        )
+        return [(r["day"], r["channel"], r["n"]) for r in rows]
+
     # -- consumed events ------------------------------------------------------------------
 
     async def record_stage(
@@ -199,6 +390,38 @@ class IntakeStore:
                 [(stage.case_id, o) for o in stage.opinion_ids],
             )
         return True
+
+
+async def _claim(
+    conn: Connection, idempotency: IdempotencyKey | None, response: dict[str, Any]
+) -> Saved | None:
+    """Claim the key in the caller's transaction: None (first use: go on and write), the
+    first response (a retry of the same request), or IdempotencyConflict."""
+    if idempotency is None:
+        return None
+    claimed = await conn.fetchval(
+        """INSERT INTO idempotency_keys (scope, key, request_hash, response)
+           VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true""",
+        idempotency.scope,
+        idempotency.key,
+        idempotency.request_hash,
+        response,
+    )
+    if claimed:
+        return None
+    earlier = await conn.fetchrow(
+        "SELECT request_hash, response FROM idempotency_keys WHERE scope = $1 AND key = $2",
+        idempotency.scope,
+        idempotency.key,
+    )
+    assert earlier is not None
+    if earlier["request_hash"] != idempotency.request_hash:
+        raise IdempotencyConflict(idempotency.key)
+    return Saved(response=earlier["response"], replayed=True)
+
+
+def _china_midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), CHINA)
 
 
 async def _snapshot(conn: Connection) -> ReferenceSnapshot:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Row(BaseModel):
@@ -58,6 +58,11 @@ class RoutingRule(_Row):
 
 
 class ReferenceData(_Row):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    note: str | None = Field(
+        default=None, alias="_note", description="Where the data comes from (placeholders)."
+    )
     towns: list[Town]
     stations: list[Station]
     categories: list[Category]

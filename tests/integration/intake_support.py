@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -61,12 +62,17 @@ def make_settings(database_url: str, topic_prefix: str, **overrides: Any) -> Int
 
 @asynccontextmanager
 async def running_intake(
-    database_url: str, topic_prefix: str, **overrides: Any
+    database_url: str,
+    topic_prefix: str,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Intake]:
+    """`clock` (aware datetimes) replaces the system clock for the station rules."""
     settings = make_settings(database_url, topic_prefix, **overrides)
     await migrate(database_url, SCHEMA, MIGRATIONS)
     await seed(settings)
-    app = build_app(settings)
+    app = build_app(settings, clock=clock)
     runtime: ServiceRuntime = app.state.runtime
     await runtime.start()
     try:

@@ -66,6 +66,7 @@ browser:
 test: install lint typecheck contracts $(COMPOSE_SCHEMA) browser
 	$(BIN)/python -m tools.stack build
 	$(BIN)/pytest -p no:cacheprovider
+	$(MAKE) --no-print-directory chaos-short
 
 test-unit: install
 	$(BIN)/pytest -p no:cacheprovider tests/unit
@@ -91,7 +92,7 @@ chaos: install
 
 chaos-short: install
 	$(BIN)/python -m tools.stack build
-	$(BIN)/python -m bench.chaos --duration 150 --rate 10 --kills 20
+	$(BIN)/python -m bench.chaos --duration 120 --rate 10 --kills 20
 
 smoke: install
 	bash tests/smoke/readme.sh

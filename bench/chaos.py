@@ -31,7 +31,7 @@ import asyncpg
 import typer
 from rich.console import Console
 
-from bench.loadgen import opinion_mix
+from bench.loadgen import LOAD_TEST_ENV, opinion_mix
 from shared import topics
 from tests.fakes.aliyun_sms import FakeAliyunServer
 from tests.helpers import produce, read_topic
@@ -195,7 +195,7 @@ async def load(
 
         async def one(i: int) -> None:
             body = make(i)
-            key = f"chaos-{i}"
+            key = f"chaos-{i}-{uuid.uuid4().hex}"
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 try:
@@ -333,6 +333,7 @@ def main(
                 database_url=PROFILE.database_url,
                 topic_prefix=prefix,
                 extra={
+                    **LOAD_TEST_ENV,
                     f"MINYI_{name.upper()}__KAFKA__SESSION_TIMEOUT_MS": str(
                         SESSION_TIMEOUT_S * 1000
                     ),
@@ -350,8 +351,7 @@ def main(
                 },
             )
             run_command(name, "migrate", env)
-            if name != "evaluation":
-                run_command(name, "seed", env)
+            run_command(name, "seed", env)
             services[name] = ServiceProcess(name, env, log_dir)
             services[name].start()
         sup = Supervisor(services)

@@ -26,7 +26,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bench.loadgen import StepResult, open_loop, opinion_mix, percentile
+from bench.loadgen import LOAD_TEST_ENV, StepResult, open_loop, opinion_mix, percentile
 from bench.raw import kafka_produce_consume, postgres_writes
 from tests.fakes.aliyun_sms import FakeAliyunServer
 from tests.infra import start_infra
@@ -106,13 +106,13 @@ def start_services(
             database_url=database_url,
             topic_prefix=prefix,
             extra={
+                **LOAD_TEST_ENV,
                 **(extra if name == "notification" and sms else {}),
                 f"MINYI_{name.upper()}__LOG__LEVEL": "WARNING",
             },
         )
         run_command(name, "migrate", env)
-        if name != "evaluation":
-            run_command(name, "seed", env)
+        run_command(name, "seed", env)
         processes[name] = ServiceProcess(name, env, log_dir)
     for p in processes.values():
         p.start(wait_ready=False)

@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import structlog
+from asyncpg.exceptions import CharacterNotInRepertoireError, UntranslatableCharacterError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -68,6 +69,19 @@ def install_common(app: FastAPI, *, service: str, ready: ReadyCheck) -> None:
         body = exc.detail if isinstance(exc.detail, dict) else {"message": str(exc.detail)}
         body.setdefault("error", _error_name(exc.status_code))
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(CharacterNotInRepertoireError)
+    @app.exception_handler(UntranslatableCharacterError)
+    async def on_unstorable_text(request: Request, exc: Exception) -> JSONResponse:
+        # PostgreSQL stores no NUL (U+0000) in text: such a request is invalid, not our fault.
+        return JSONResponse(
+            {
+                "error": "validation_failed",
+                "message": "Invalid request — a text value contains a character that cannot "
+                "be stored (e.g. NUL, U+0000).",
+            },
+            status_code=422,
+        )
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:

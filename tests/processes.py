@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from tests import pii_scan
-from tests.fakes.aliyun_sms import free_port
+from tests.fakes.runner import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,6 +1,7 @@
 """Evaluation's HTTP handlers: the case as evaluation sees it, KPIs, voters' ratings,
 evaluations of handling (评议), report-back sessions (述职评议), station activity, reports."""
 
+import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
@@ -20,9 +21,12 @@ from services.evaluation.stations import advanced_stations, distribution, parse_
 from services.evaluation.store import EvaluationStore
 from shared.auth import AuthSettings, Principal, Role, principal_dependency, require_roles
 from shared.events import EventEnvelope, HandlingEvaluatedV1
+from shared.ratelimit import RateLimiter
 
 SERVICE = "evaluation"
 STAFF = (Role.STATION, Role.DEPARTMENT, Role.COMMITTEE, Role.OPERATOR, Role.ADMIN)
+SCOPED = (Role.STATION, Role.DEPARTMENT)  # see their own cases only
+REFERENCE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 Month = Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", examples=["2025-03"])]
 
 
@@ -230,29 +234,40 @@ def build_router(
     *,
     auth: AuthSettings,
     links: RatingLinks,
+    limiter: RateLimiter | None = None,
+    per_address: str = "60/minute",
 ) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["evaluation"])
+    limiter = limiter or RateLimiter()
+    rating_limit = limiter.parse(per_address)
+
+    def _throttle(request: Request) -> None:
+        """The rating link is public: requests per client address (429 beyond)."""
+        limiter.hit(
+            rating_limit, "rating", limiter.client_address(request), what="from this address"
+        )
+
     current = principal_dependency(auth)
     staff = require_roles(current, *STAFF)
     evaluators = require_roles(current, Role.STATION, Role.COMMITTEE)
     organisers = require_roles(current, Role.STATION, Role.COMMITTEE, Role.OPERATOR, Role.ADMIN)
+
+    def _hidden(principal: Principal, row: dict[str, Any] | None) -> bool:
+        """A department sees its own cases, a station its own; others' are simply not there."""
+        return (
+            principal.role is Role.DEPARTMENT
+            and (row is None or row.get("department_id") != principal.department_id)
+        ) or (
+            principal.role is Role.STATION
+            and (row is None or row.get("station_id") != principal.station_id)
+        )
 
     @router.get("/cases/{case_id}", response_model=CaseFactsOut, summary="A case's read model")
     async def get_case(
         case_id: UUID, request: Request, principal: Annotated[Principal, Depends(staff)]
     ) -> dict[str, Any]:
         row = await store_of(request).case(case_id)
-        # A department sees its own cases, a station its own; others' are simply not there.
-        hidden = (
-            principal.role is Role.DEPARTMENT
-            and row is not None
-            and row.get("department_id") != principal.department_id
-        ) or (
-            principal.role is Role.STATION
-            and row is not None
-            and row.get("station_id") != principal.station_id
-        )
-        if row is None or hidden:
+        if row is None or _hidden(principal, row):
             raise HTTPException(404, detail={"message": f"Evaluation knows no case {case_id}."})
         return row
 
@@ -261,7 +276,11 @@ def build_router(
         response_model=DepartmentSummaryOut,
         summary="Cases assigned to a department and how many it was told of",
     )
-    async def department_summary(department_id: str, request: Request) -> DepartmentSummaryOut:
+    async def department_summary(
+        department_id: str, request: Request, principal: Annotated[Principal, Depends(staff)]
+    ) -> DepartmentSummaryOut:
+        if principal.role is Role.DEPARTMENT and principal.department_id != department_id:
+            raise HTTPException(404, detail={"message": f"No department {department_id!r}."})
         s = await store_of(request).department_summary(department_id)
         return DepartmentSummaryOut(
             department_id=s.department_id,
@@ -305,6 +324,7 @@ def build_router(
         summary="What a voter's rating link is for, and the rating if given",
     )
     async def rating_link(token: str, request: Request) -> RatingLinkOut:
+        _throttle(request)
         claims = _claims(token)
         store = store_of(request)
         invitation = await store.invitation(claims.case_id)
@@ -331,6 +351,7 @@ def build_router(
         },
     )
     async def rate(token: str, body: RatingIn, request: Request) -> Any:
+        _throttle(request)
         claims = _claims(token)
         try:
             level = resolve_level(body.level, body.score)
@@ -407,9 +428,12 @@ def build_router(
         summary="Evaluations of a case's handling (staff)",
     )
     async def handling_evaluations(
-        case_id: UUID, request: Request, _who: Annotated[Principal, Depends(staff)]
+        case_id: UUID, request: Request, who: Annotated[Principal, Depends(staff)]
     ) -> list[dict[str, Any]]:
-        return await store_of(request).handling_evaluations(case_id)
+        store = store_of(request)
+        if _hidden(who, await store.case(case_id) if who.role in SCOPED else None):
+            raise HTTPException(404, detail={"message": f"Evaluation knows no case {case_id}."})
+        return await store.handling_evaluations(case_id)
 
     # -- report-back sessions (述职评议) ----------------------------------------------------
 
@@ -562,6 +586,10 @@ def build_router(
         town: Annotated[str | None, Query(max_length=64)] = None,
         format: Annotated[Literal["xlsx", "pdf"], Query()] = "xlsx",
     ) -> Response:
+        _month_param(month)  # 422, not 500, for a month no calendar has (0000-01)
+        if town is not None and not REFERENCE_ID.fullmatch(town):
+            # It names the file (Content-Disposition) and titles the sheet: an id, nothing else.
+            raise _refuse(422, "validation_failed", f"`town` is not a town id: {town!r}.")
         report = await build_report(store_of(request), month, town)
         if format == "pdf":
             body, media = render_pdf(report), "application/pdf"

@@ -22,8 +22,10 @@ from shared.events import (
     envelope_schema,
 )
 from shared.http import install_common
+from shared.http_limits import BodySizeLimit
 from shared.messaging.consumer import delivery_of, subscriber_options
 from shared.metrics import EVENTS_CONSUMED
+from shared.ratelimit import RateLimiter
 from shared.reference import wenling
 from shared.runtime import ServiceRuntime
 
@@ -100,7 +102,20 @@ def build_app(settings: EvaluationSettings) -> FastAPI:
         return EvaluationStore(runtime.pool, topic_prefix=settings.kafka.topic_prefix)
 
     install_common(app, service=SERVICE, ready=runtime.ready)
-    app.include_router(build_router(store_of, auth=settings.auth, links=rating_links(settings)))
+    limits = settings.limits
+    limiter = RateLimiter(
+        enabled=limits.rate_limit_enabled, trust_forwarded_for=limits.trust_forwarded_for
+    )
+    app.include_router(
+        build_router(
+            store_of,
+            auth=settings.auth,
+            links=rating_links(settings),
+            limiter=limiter,
+            per_address=limits.per_address,
+        )
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
     app.state.runtime = runtime
     return app
 

@@ -430,7 +430,11 @@ class EvaluationRefused(Exception):
 
 def check_may_evaluate(facts: CaseFacts | None, *, role: str, station_id: str | None) -> None:
     """A station (its own cases) or the committee evaluates a completed invitation case."""
-    if facts is None:
+    # Another station's case is not there for it (404, as on every read): checked before the
+    # case's state, which would tell it what the case is.
+    if facts is None or (
+        role == "station" and (station_id is None or station_id != facts.station_id)
+    ):
         raise EvaluationRefused(404, "not_found", "Evaluation knows no such case.")
     if not facts.is_invitation:
         raise EvaluationRefused(
@@ -440,8 +444,6 @@ def check_may_evaluate(facts: CaseFacts | None, *, role: str, station_id: str | 
         raise EvaluationRefused(
             409, "not_completed", "The department has not filed its handling report yet."
         )
-    if role == "station" and (station_id is None or station_id != facts.station_id):
-        raise EvaluationRefused(403, "forbidden", "A station evaluates its own cases only.")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings
 
 from services.evaluation.ratings import RatingSettings
@@ -15,6 +15,21 @@ from shared.settings import (
 )
 
 
+class LimitSettings(BaseModel):
+    """The voter's rating link is public: request body size (413 beyond it) and requests per
+    client address (429, moving window, in memory per process)."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_body_bytes: int = Field(default=16 * 1024, ge=1024, description="Any request.")
+    rate_limit_enabled: bool = True
+    per_address: str = Field(
+        default="60/minute", description="`limits` notation: rating-link requests per address."
+    )
+    trust_forwarded_for: bool = Field(
+        default=False, description="Take the client address from X-Forwarded-For (behind a proxy)."
+    )
+
+
 class EvaluationSettings(BaseSettings):
     """Environment: `MINYI_EVALUATION__<SECTION>__<FIELD>`, e.g. `MINYI_EVALUATION__HTTP__PORT`."""
 
@@ -27,3 +42,4 @@ class EvaluationSettings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     rating: RatingSettings = Field(default_factory=RatingSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)

@@ -16,7 +16,6 @@ from faststream.kafka.annotations import KafkaMessage
 from services.intake import handlers
 from services.intake.api import Deps, build_router
 from services.intake.domain import SERVICE
-from services.intake.http_limits import BodySizeLimit
 from services.intake.reference_api import build_reference_router
 from services.intake.settings import IntakeSettings
 from services.intake.stations_api import build_stations_router
@@ -33,6 +32,7 @@ from shared.events import (
     envelope_schema,
 )
 from shared.http import install_common
+from shared.http_limits import BodySizeLimit
 from shared.messaging.consumer import delivery_of, subscriber_options
 from shared.metrics import EVENTS_CONSUMED
 from shared.ratelimit import RateLimiter

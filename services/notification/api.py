@@ -73,13 +73,23 @@ def _may_see(principal: Principal, deliveries: list[dict[str, Any]]) -> bool:
     cases it was itself notified about."""
     if principal.role in (Role.COMMITTEE, Role.OPERATOR, Role.ADMIN):
         return True
-    own = {
-        Role.DEPARTMENT: ("department", principal.department_id),
-        Role.STATION: ("station_staff", principal.station_id),
-    }.get(principal.role)
-    return own is not None and any(
-        (d["recipient_kind"], d["recipient_ref"]) == own for d in deliveries
-    )
+    if principal.role is Role.DEPARTMENT and principal.department_id:
+        return any(
+            (d["recipient_kind"], d["recipient_ref"]) == ("department", principal.department_id)
+            for d in deliveries
+        )
+    if principal.role is Role.STATION and principal.station_id:
+        # Station staff are addressed one by one: "<station id>/head", "<station id>/deputy-1".
+        return any(
+            d["recipient_kind"] == "station_staff"
+            and _station_of_staff(d["recipient_ref"]) == principal.station_id
+            for d in deliveries
+        )
+    return False
+
+
+def _station_of_staff(ref: str) -> str:
+    return ref.split("/", 1)[0]
 
 
 def build_router(store_of: Callable[[Request], NotificationStore], auth: AuthSettings) -> APIRouter:

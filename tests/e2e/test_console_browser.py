@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from console.views import percent
-from tests.fakes.aliyun_sms import free_port
+from tests.fakes.runner import free_port
 from tests.helpers import eventually
 from tests.processes import ROOT, ServiceProcess, run_command, service_env
 

@@ -40,26 +40,19 @@ import argparse
 import hashlib
 import hmac
 import json
-import os
 import random
 import re
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
-import time
 import uuid
 from collections import deque
 from datetime import UTC, datetime
-from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
-import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
+from tests.fakes.runner import FakeProcess
 
 ACTION = "SendSms"
 VERSION = "2017-05-25"
@@ -349,18 +342,11 @@ def _access_key_id(request: Request) -> str | None:
 # --------------------------------------------------------------------------- runner
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+class FakeAliyunServer(FakeProcess):
+    """Runs the fake in a subprocess (``python -m tests.fakes.aliyun_sms``) on a free port;
+    with a key pair it checks the SDK's signatures too."""
 
-
-_REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-class FakeAliyunServer:
-    """Runs the fake in a subprocess (``python -m tests.fakes.aliyun_sms``) on a free port."""
+    module = "tests.fakes.aliyun_sms"
 
     def __init__(
         self,
@@ -370,96 +356,14 @@ class FakeAliyunServer:
         access_key_secret: str | None = None,
         startup_timeout: float = 20.0,
     ) -> None:
-        self.port = port or free_port()
+        args = (
+            ["--access-key-id", access_key_id, "--access-key-secret", access_key_secret]
+            if access_key_id and access_key_secret
+            else []
+        )
+        super().__init__(*args, port=port, startup_timeout=startup_timeout)
         self.access_key_id = access_key_id
         self.access_key_secret = access_key_secret
-        self.startup_timeout = startup_timeout
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: Any = None
-
-    @property
-    def endpoint(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.endpoint}"
-
-    def start(self) -> FakeAliyunServer:
-        if self._proc is not None:
-            return self
-        cmd = [sys.executable, "-m", "tests.fakes.aliyun_sms", "--port", str(self.port)]
-        if self.access_key_id and self.access_key_secret:
-            cmd += ["--access-key-id", self.access_key_id]
-            cmd += ["--access-key-secret", self.access_key_secret]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(_REPO_ROOT), env.get("PYTHONPATH", "")) if p
-        )
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
-        self._proc = subprocess.Popen(
-            cmd, cwd=_REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                output = self._output()
-                self.stop()
-                raise RuntimeError(f"fake Aliyun SMS server exited early:\n{output}")
-            try:
-                if httpx.get(f"{self.base_url}/_fake/health", timeout=0.5).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        output = self._output()
-        self.stop()
-        raise RuntimeError(f"fake Aliyun SMS server did not start in time:\n{output}")
-
-    def _output(self) -> str:
-        if self._log is None:
-            return ""
-        self._log.seek(0)
-        text: str = self._log.read().decode("utf-8", "replace")
-        return text[-4000:]
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def requests(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = httpx.get(f"{self.base_url}/_fake/requests").json()
-        return result
-
-    def attempts(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = httpx.get(f"{self.base_url}/_fake/attempts").json()
-        return result
-
-    def reset(self) -> None:
-        httpx.post(f"{self.base_url}/_fake/reset").raise_for_status()
-
-    def script(self, codes: list[str]) -> None:
-        httpx.post(f"{self.base_url}/_fake/script", json={"codes": codes}).raise_for_status()
-
-    def __enter__(self) -> FakeAliyunServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,7 +19,8 @@ from services.notification.providers import (
     build_sms_provider,
     mask_phone,
 )
-from tests.fakes.aliyun_sms import FakeAliyunServer, free_port
+from tests.fakes.aliyun_sms import FakeAliyunServer
+from tests.fakes.runner import free_port
 
 AK_ID = "LTAI-test-key"
 AK_SECRET = "test-secret-不要外传"

@@ -84,7 +84,8 @@ async def test_station_and_committee_evaluate_an_invitation_once_each(infra, dat
             body = {"score": 88, "comment": "答复及时，措施具体"}
             assert (await http.post(url, json=body)).status_code == 401
             assert (await http.post(url, json=body, headers=department)).status_code == 403
-            assert (await http.post(url, json=body, headers=other_station)).status_code == 403
+            # Another station's case is not there for it (as on every read): 404.
+            assert (await http.post(url, json=body, headers=other_station)).status_code == 404
             not_invitation = await http.post(
                 f"/api/v1/cases/{ordinary}/evaluations", json=body, headers=committee
             )

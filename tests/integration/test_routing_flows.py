@@ -20,7 +20,7 @@ from services.routing.app import MIGRATIONS, SCHEMA, build_app, seed
 from shared import topics
 from shared.auth import Role
 from shared.events import Channel, EventEnvelope, OpinionSubmittedV1, SatisfactionRatedV1
-from tests.fakes.aliyun_sms import free_port
+from tests.fakes.runner import free_port
 from tests.helpers import eventually, migrate, produce_envelope
 from tests.integration.test_routing_api import (
     ACK,

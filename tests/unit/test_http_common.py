@@ -1,5 +1,6 @@
 from uuid import UUID, uuid4
 
+from asyncpg.exceptions import CharacterNotInRepertoireError
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
@@ -23,6 +24,10 @@ def _client(ready: dict[str, str]) -> TestClient:
     async def create(body: Body, request: Request) -> dict[str, str]:
         request.state.correlation_id = "6a1f2c3e-0000-4000-8000-000000000001"
         return {"name": body.name}
+
+    @app.get("/nul")
+    async def nul() -> None:
+        raise CharacterNotInRepertoireError("invalid byte sequence for encoding UTF8: 0x00")
 
     @app.get("/boom")
     async def boom() -> None:
@@ -67,3 +72,9 @@ def test_correlation_id_is_echoed_generated_or_set_by_the_handler():
 def test_metrics_are_exposed():
     text = _client({}).get("/metrics").text
     assert "minyi_http_requests_total" in text
+
+
+def test_text_postgresql_cannot_store_is_a_422_not_a_500():
+    answer = _client({}).get("/nul")
+    assert answer.status_code == 422
+    assert "NUL" in answer.json()["message"]

@@ -1,4 +1,5 @@
-"""Request body size limits, before anything parses the body: 413 with a clear message."""
+"""Request body size limits, before anything parses the body: 413 with a clear message (pure
+ASGI: by Content-Length, or counted while streaming)."""
 
 from __future__ import annotations
 

@@ -28,7 +28,8 @@ def _files() -> list[str]:
         ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.splitlines()
     ours = [str(p.relative_to(ROOT)) for p in (ROOT / "tests" / "security").glob("*.py")]
-    return sorted({f for f in [*tracked, *ours] if (ROOT / f).is_file()})
+    # The baseline itself holds hashes of the audited findings: not a place to look for more.
+    return sorted({f for f in [*tracked, *ours] if (ROOT / f).is_file() and f != BASELINE.name})
 
 
 def test_the_baseline_holds_only_audited_non_secrets():

@@ -342,5 +342,33 @@ async def test_console_in_a_browser(stack: Stack, tmp_path: Path) -> None:
             await page.goto(f"{console}/cases?q={receipt['receipt_code']}")
             await expect(page.locator("#case-message")).to_contain_text("没有找到")
             await context.close()
+
+            # ---- the committee and an admin see the whole picture; station staff their own --
+            for user in ("committee", "admin"):
+                context = await browser.new_context(viewport={"width": 1280, "height": 900})
+                page = await context.new_page()
+                await sign_in(page, user)
+                response = await page.goto(f"{console}/overview")
+                assert response is not None
+                assert response.status == 200, user
+                response = await page.goto(f"{console}/cases/{case['id']}")
+                assert response is not None
+                assert response.status == 200, user
+                await page.screenshot(path=str(shots / f"7-overview-{user}.png"), full_page=True)
+                await context.close()
+            context = await browser.new_context(viewport={"width": 1280, "height": 900})
+            page = await context.new_page()
+            await sign_in(page, "station-zeguo-1")
+            for path, expected in (
+                ("/stations/zeguo-1", 200),
+                ("/stations/taiping-1", 404),
+                ("/overview", 403),
+            ):
+                response = await page.goto(f"{console}{path}")
+                assert response is not None
+                assert response.status == expected, (path, response.status)
+            await page.goto(f"{console}/stations/zeguo-1")
+            await page.screenshot(path=str(shots / "8-station-zeguo-1.png"), full_page=True)
+            await context.close()
         finally:
             await browser.close()

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: help install up down status lint typecheck contracts contracts-update test test-unit test-integration test-e2e smoke bench bench-quick chaos chaos-short browser clean
+.PHONY: help install up down status lint typecheck contracts contracts-update test test-unit test-integration test-e2e smoke bench bench-quick chaos chaos-short browser promtool-check clean
 
 help:
 	@echo "make up        start Kafka, PostgreSQL and the four services (.stack/dev)"
@@ -57,13 +57,23 @@ contracts: install
 contracts-update: install
 	$(BIN)/python -m tools.contracts
 
+# promtool, built from the Go module proxy (about 4 minutes the first time), checks the
+# Prometheus configuration that docker-compose provisions.
+PROMTOOL := .stack/go/bin/promtool
+$(PROMTOOL):
+	mkdir -p .stack/go/bin
+	GOBIN=$(abspath .stack/go/bin) go install github.com/prometheus/prometheus/cmd/promtool@v0.316.0
+
+promtool-check: $(PROMTOOL)
+	$(PROMTOOL) check config deploy/observability/prometheus.yml
+
 # Headless Chromium and a CJK font for the console's browser test (Debian packages; root here).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; } \
 	  || echo "chromium could not be installed: the browser test will be skipped"
 	@fc-list 2>/dev/null | grep -qi "wenquanyi\|wqy" || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei >/dev/null || true
 
-test: install lint typecheck contracts $(COMPOSE_SCHEMA) browser
+test: install lint typecheck contracts promtool-check $(COMPOSE_SCHEMA) browser
 	$(BIN)/python -m tools.stack build
 	$(BIN)/pytest -p no:cacheprovider
 	$(MAKE) --no-print-directory chaos-short

@@ -24,7 +24,6 @@ import asyncpg
 import psutil
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from bench.loadgen import LOAD_TEST_ENV, StepResult, open_loop, opinion_mix, percentile
 from bench.raw import kafka_produce_consume, postgres_writes
@@ -59,7 +58,8 @@ def fresh_database(admin_url: str) -> Iterator[str]:
 
 
 class RssSampler:
-    """Peak resident memory of each service process, sampled every 200 ms."""
+    """Peak resident memory of each service process, sampled every 200 ms, and the CPU
+    seconds each spent (the profile of where a 2-core machine's time goes)."""
 
     def __init__(self, processes: dict[str, ServiceProcess]) -> None:
         self.peaks: dict[str, float] = {}
@@ -75,6 +75,16 @@ class RssSampler:
                 except psutil.Error:
                     continue
                 self.peaks[name] = max(self.peaks.get(name, 0.0), rss)
+
+    def cpu_seconds(self) -> dict[str, float]:
+        out = {}
+        for name, proc in self._procs.items():
+            try:
+                t = proc.cpu_times()
+                out[name] = t.user + t.system
+            except psutil.Error:
+                continue
+        return out
 
     def __enter__(self) -> RssSampler:
         self._thread.start()
@@ -185,6 +195,7 @@ def bench_end_to_end(
                                 receipts[body["receipt_code"]] = sent
                             return resp.status == 201, str(resp.status)
 
+                    cpu_before = rss.cpu_seconds()
                     accepted = step(rate, duration, request)
                     drained = _wait_for_sms(sms, len(receipts), timeout=max(30.0, duration * 3))
                     latencies = []
@@ -201,6 +212,10 @@ def bench_end_to_end(
                         "e2e_p50_ms": round(percentile(latencies, 50), 1),
                         "e2e_p99_ms": round(percentile(latencies, 99), 1),
                         "intake_p99_ms": accepted.summary()["p99_ms"],
+                        "cpu_share_of_one_core": {
+                            k: round((v - cpu_before.get(k, 0.0)) / accepted.wall_s, 2)
+                            for k, v in rss.cpu_seconds().items()
+                        },
                     }
                     results.append(summary)
                     console.print(f"end-to-end @ {rate}/s: {summary}")
@@ -320,6 +335,9 @@ def main(
     duration: Annotated[float, typer.Option(help="Seconds per step.")] = 20.0,
     deadline_sizes: Annotated[str, typer.Option()] = "10000,100000,1000000",
     deadline_rate: Annotated[int, typer.Option()] = 1000,
+    only: Annotated[
+        str, typer.Option(help="raw,intake,e2e,deadlines")
+    ] = "raw,intake,e2e,deadlines",
 ) -> None:
     if quick:
         duration = 3.0
@@ -338,55 +356,49 @@ def main(
         "step_duration_s": duration,
     }
     try:
-        console.rule("raw limits")
-        results["raw_kafka"] = asyncio.run(
-            kafka_produce_consume(infra.kafka_bootstrap_servers, count=100_000, size=700)
-        )
-        results["raw_postgres"] = asyncio.run(
-            postgres_writes(infra.database_url, count=100_000, size=200)
-        )
-        console.print(results["raw_kafka"], results["raw_postgres"])
-        console.rule("intake")
-        results["intake"] = bench_intake(
-            infra.database_url, [float(r) for r in intake_rates.split(",")], duration, log_dir
-        )
-        console.rule("end to end")
-        results["end_to_end"] = bench_end_to_end(
-            infra.database_url, [float(r) for r in e2e_rates.split(",")], duration, log_dir
-        )
-        console.rule("deadline engine")
-        results["deadlines"] = bench_deadlines(
-            infra.database_url, deadline_sizes, deadline_rate, 10.0 if quick else 20.0
-        )
-        console.print(results["deadlines"])
-        headline = results["end_to_end"]["headline_per_s"]
-        results["ratios"] = {
-            "e2e_headline_vs_raw_kafka_produce": round(
-                headline / results["raw_kafka"]["produce_per_s"], 4
-            ),
-            "e2e_headline_vs_raw_pg_one_tx_per_row": round(
-                headline / results["raw_postgres"]["one_tx_per_row_per_s"], 4
-            ),
-        }
+        parts = set(only.split(","))
+        if parts != {"raw", "intake", "e2e", "deadlines"} and (OUT / "results.json").exists():
+            # A partial run updates the last full run's figures.
+            results = {**json.loads((OUT / "results.json").read_text()), **results}
+        if "raw" in parts:
+            console.rule("raw limits")
+            results["raw_kafka"] = asyncio.run(
+                kafka_produce_consume(infra.kafka_bootstrap_servers, count=100_000, size=700)
+            )
+            results["raw_postgres"] = asyncio.run(
+                postgres_writes(infra.database_url, count=100_000, size=200)
+            )
+            console.print(results["raw_kafka"], results["raw_postgres"])
+        if "intake" in parts:
+            console.rule("intake")
+            results["intake"] = bench_intake(
+                infra.database_url, [float(r) for r in intake_rates.split(",")], duration, log_dir
+            )
+        if "e2e" in parts:
+            console.rule("end to end")
+            results["end_to_end"] = bench_end_to_end(
+                infra.database_url, [float(r) for r in e2e_rates.split(",")], duration, log_dir
+            )
+        if "deadlines" in parts:
+            console.rule("deadline engine")
+            results["deadlines"] = bench_deadlines(
+                infra.database_url, deadline_sizes, deadline_rate, 10.0 if quick else 20.0
+            )
+            console.print(results["deadlines"])
+        if "end_to_end" in results and "raw_kafka" in results:
+            headline = results["end_to_end"]["headline_per_s"]
+            results["ratios"] = {
+                "e2e_headline_vs_raw_kafka_produce": round(
+                    headline / results["raw_kafka"]["produce_per_s"], 4
+                ),
+                "e2e_headline_vs_raw_pg_one_tx_per_row": round(
+                    headline / results["raw_postgres"]["one_tx_per_row_per_s"], 4
+                ),
+            }
     finally:
         stop()
     write_outputs(results)
-    table = Table(title="summary")
-    table.add_column("what")
-    table.add_column("figure")
-    best = max(results["intake"]["steps"], key=lambda s: s["accepted_per_s"])
-    table.add_row(
-        "intake accepted/s (best step)", f"{best['accepted_per_s']} (p99 {best['p99_ms']} ms)"
-    )
-    table.add_row("end-to-end headline (p99 ≤ 1 s)", f"{results['end_to_end']['headline_per_s']}/s")
-    table.add_row(
-        "raw Kafka produce/consume",
-        f"{results['raw_kafka']['produce_per_s']}/{results['raw_kafka']['consume_per_s']} msg/s",
-    )
-    table.add_row(
-        "raw PostgreSQL 1 tx/row", f"{results['raw_postgres']['one_tx_per_row_per_s']} rows/s"
-    )
-    console.print(table)
+    console.print_json(json.dumps({k: v for k, v in results.items() if k != "deadlines"}))
     console.print(f"written: {OUT / 'results.json'}; service logs in {log_dir}")
 
 

@@ -485,8 +485,12 @@ def wait_kafka(bootstrap: str, profile: Profile | None) -> None:
     try:
         while True:
             if profile is not None and kafka_process(profile) is None:
-                console.print(tail(profile.log_file("kafka")), markup=False)
-                raise StackError("kafka: the broker process died (log tail above)")
+                # Between fork and exec a just-spawned child still shows its parent's command
+                # line: look again before calling it dead.
+                time.sleep(1.0)
+                if kafka_process(profile) is None:
+                    console.print(tail(profile.log_file("kafka")), markup=False)
+                    raise StackError("kafka: the broker process died (log tail above)")
             local_not_listening = profile is not None and not port_open(profile.kafka_port)
             if not local_not_listening and asyncio.run(_kafka_answers(bootstrap)):
                 console.print(f"kafka: ready at {bootstrap}")

@@ -288,6 +288,10 @@ def build_router(deps: Deps) -> APIRouter:
             response.headers["Idempotent-Replayed"] = "true"
         else:
             log.info("opinions_recorded", count=len(opinions), channel=opinions[0].channel.value)
+        if "opinion_id" in saved.response:
+            # One opinion: its id is the correlation id of every event and log line about it,
+            # and the X-Correlation-Id of this response.
+            request.state.correlation_id = saved.response["opinion_id"]
         return saved.response
 
     @router.post(

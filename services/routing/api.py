@@ -309,12 +309,12 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         return case
 
     async def _readable(store: RoutingStore, case_id: UUID, principal: Principal) -> None:
+        if principal.role is Role.ANONYMOUS and not settings.api.anonymous_case_reads:
+            _require_signed_in(principal)  # 401 before anything about the case is revealed
         record = await store.case_record(case_id)
         if record is None:
             raise _not_found(case_id)
         if principal.role is Role.ANONYMOUS:
-            if not settings.api.anonymous_case_reads:
-                _require_signed_in(principal)
             return
         if not can_see(principal, record):
             raise _not_found(case_id)
@@ -337,6 +337,8 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         request: Request, principal: Caller, opinion_id: Annotated[UUID, Query()]
     ) -> dict[str, Any]:
         store = store_of(request)
+        if principal.role is Role.ANONYMOUS and not settings.api.anonymous_case_reads:
+            _require_signed_in(principal)  # 401 whether or not the case exists yet
         case_id = await store.case_id_for_opinion(opinion_id)
         if case_id is None:
             raise HTTPException(404, detail={"message": f"No case yet for opinion {opinion_id}."})

@@ -3,6 +3,7 @@ opinion → case → SMS to the department (at the fake Aliyun server) → evalu
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -82,6 +83,7 @@ async def test_one_opinion_end_to_end(stack: Stack):
         assert answer.status_code == 201, answer.text
         receipt = answer.json()
         opinion_id = receipt["opinion_id"]
+        assert answer.headers["X-Correlation-Id"] == opinion_id
         signed_in = await http.post(
             f"{stack.url('routing')}/api/v1/auth/token",
             json={"client_id": "operator", "client_secret": "minyi-dev-password"},
@@ -171,6 +173,8 @@ async def test_one_opinion_end_to_end(stack: Stack):
         for record in await read_topic(stack.topic_prefix + topic, at_least=1):
             assert VOTER_PHONE.encode() not in record.value
             assert VOTER_NAME.encode() not in record.value
+            # One id finds the whole story: every event carries the opinion's correlation id.
+            assert json.loads(record.value)["correlation_id"] == opinion_id, topic
 
 
 async def test_bad_input_gets_a_clear_422_and_changes_nothing(stack: Stack):

@@ -102,7 +102,7 @@ chaos: install
 
 chaos-short: install
 	$(BIN)/python -m tools.stack build
-	$(BIN)/python -m bench.chaos --duration 120 --rate 10 --kills 20
+	$(BIN)/python -m bench.chaos --duration 120 --rate 10 --kills 20 --tolerate-mid-call-resends
 
 smoke: install
 	bash tests/smoke/readme.sh

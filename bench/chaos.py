@@ -266,9 +266,31 @@ async def ledger(
             await asyncio.sleep(1)
         out_ids = Counter(r.get("out_id") for r in sent)
         duplicate_cases = sum(r["n"] - 1 for r in cases if r["n"] > 1)
-        duplicate_sms = sum(n - 1 for n in out_ids.values() if n > 1) + sum(
-            n - 1 for c, n in per_receipt.items() if c in receipts and n > 1
-        )
+        # The same delivery (OutId) sent again, and a receipt's department told by two
+        # different deliveries (a planning duplicate).
+        resent = {o: n - 1 for o, n in out_ids.items() if o and n > 1}
+        deliveries_per_receipt: dict[str, set[str]] = {}
+        for r in sent:
+            code = (r.get("template_param") or {}).get("receipt_code")
+            if r.get("template_code") == "SMS_100000001" and code in receipts:
+                deliveries_per_receipt.setdefault(code, set()).add(str(r.get("out_id")))
+        planned_twice = sum(len(v) - 1 for v in deliveries_per_receipt.values() if len(v) > 1)
+        duplicate_sms = sum(resent.values()) + planned_twice
+        # A resend is "explained" when an earlier attempt of that delivery never got its
+        # outcome recorded (its sender was killed during the provider call): the one window
+        # where the design prefers a possible duplicate to a possible loss.
+        explained = 0
+        if resent:
+            explained_ids = {
+                str(r["delivery_id"])
+                for r in await conn.fetch(
+                    "SELECT DISTINCT delivery_id FROM notification.delivery_attempts"
+                    " WHERE delivery_id = ANY($1::uuid[])"
+                    " AND (outcome IS NULL OR outcome = 'unknown')",
+                    [uuid.UUID(o) for o in resent],
+                )
+            }
+            explained = sum(n for o, n in resent.items() if o in explained_ids)
         notified_twice = await conn.fetchval(
             "SELECT count(*) FROM evaluation.case_facts WHERE notifications_sent > 1"
         )
@@ -294,6 +316,7 @@ async def ledger(
             "lost_in_evaluation": len(receipts) - facts,
             "duplicated_cases": duplicate_cases,
             "duplicated_sms": duplicate_sms,
+            "duplicated_sms_after_a_sender_died_mid_call": explained,
             "notified_twice_in_evaluation": notified_twice,
             "outbox_backlog": backlog,
             "dead_letters": dead,
@@ -313,6 +336,13 @@ def main(
     kills: Annotated[int, typer.Option(help="Service SIGKILLs (spread over the run).")] = 24,
     seed: Annotated[int, typer.Option()] = 42,
     report: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
+    tolerate_mid_call_resends: Annotated[
+        bool,
+        typer.Option(
+            help="Pass when the only duplicates are SMS resent because their sender died during "
+            "the provider call (dispatch.resend_uncertain, by design); still reported."
+        ),
+    ] = False,
 ) -> None:
     rng = random.Random(seed)
     stack.infra_up(PROFILE, fresh=True)
@@ -428,13 +458,17 @@ def main(
     if report:
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(text + "\n")
+    unexplained = duplicated - result["duplicated_sms_after_a_sender_died_mid_call"]
     ok = (
         lost == 0
-        and duplicated == 0
+        and (unexplained if tolerate_mid_call_resends else duplicated) == 0
         and result["outbox_backlog"] == 0
         and result["dead_letters_match_poison"]
     )
-    console.print(f"[{'green' if ok else 'red'}]lost {lost}, duplicated {duplicated}[/]")
+    console.print(
+        f"[{'green' if ok else 'red'}]lost {lost}, duplicated {duplicated} "
+        f"({duplicated - unexplained} of them resent after a sender died mid-call)[/]"
+    )
     raise typer.Exit(0 if ok else 1)
 
 

@@ -52,7 +52,7 @@ from urllib.parse import parse_qsl, quote
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from tests.fakes.runner import FakeProcess
+from tests.fakes.runner import FakeProcess, add_control_routes
 
 ACTION = "SendSms"
 VERSION = "2017-05-25"
@@ -209,35 +209,7 @@ def create_app(credentials: dict[str, str] | None = None) -> FastAPI:
     app = FastAPI(title="fake-aliyun-sms", openapi_url=None, docs_url=None, redoc_url=None)
     app.state.fake = state
 
-    @app.get("/_fake/health")
-    async def health() -> dict[str, bool]:
-        return {"ok": True}
-
-    @app.get("/_fake/requests")
-    async def recorded() -> list[dict[str, Any]]:
-        with state.lock:
-            return list(state.requests)
-
-    @app.get("/_fake/attempts")
-    async def attempts() -> list[dict[str, Any]]:
-        with state.lock:
-            return list(state.attempts)
-
-    @app.post("/_fake/reset")
-    async def reset() -> dict[str, bool]:
-        state.reset()
-        return {"ok": True}
-
-    @app.post("/_fake/script")
-    async def script(request: Request) -> JSONResponse:
-        data = await request.json()
-        codes = data.get("codes") if isinstance(data, dict) else None
-        if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
-            return JSONResponse(status_code=422, content={"error": "expected {'codes': [str]}"})
-        with state.lock:
-            state.script.extend(codes)
-            pending = len(state.script)
-        return JSONResponse(content={"ok": True, "pending": pending})
+    add_control_routes(app, state)
 
     @app.api_route("/", methods=["GET", "POST"])
     async def api(request: Request) -> JSONResponse:

@@ -7,12 +7,16 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import deque
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,6 +26,50 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+class ControlledState(Protocol):
+    lock: threading.Lock
+    requests: list[dict[str, Any]]
+    attempts: list[dict[str, Any]]
+    script: deque[str]
+
+    def reset(self) -> None: ...
+
+
+def add_control_routes(app: FastAPI, state: ControlledState) -> None:
+    """The `/_fake/*` endpoints every fake provider has: health, what it recorded, reset, and a
+    script of codes to answer the next calls with."""
+
+    @app.get("/_fake/health")
+    async def health() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/_fake/requests")
+    async def recorded() -> list[dict[str, Any]]:
+        with state.lock:
+            return list(state.requests)
+
+    @app.get("/_fake/attempts")
+    async def attempts() -> list[dict[str, Any]]:
+        with state.lock:
+            return list(state.attempts)
+
+    @app.post("/_fake/reset")
+    async def reset() -> dict[str, bool]:
+        state.reset()
+        return {"ok": True}
+
+    @app.post("/_fake/script")
+    async def script(request: Request) -> JSONResponse:
+        data = await request.json()
+        codes = data.get("codes") if isinstance(data, dict) else None
+        if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
+            return JSONResponse(status_code=422, content={"error": "expected {'codes': [str]}"})
+        with state.lock:
+            state.script.extend(codes)
+            pending = len(state.script)
+        return JSONResponse(content={"ok": True, "pending": pending})
 
 
 class FakeProcess:

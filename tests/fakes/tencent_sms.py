@@ -47,7 +47,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from tests.fakes.runner import FakeProcess
+from tests.fakes.runner import FakeProcess, add_control_routes
 
 ACTION = "SendSms"
 VERSION = "2021-01-11"
@@ -150,34 +150,7 @@ def create_app(credentials: dict[str, str] | None = None) -> FastAPI:
     state = FakeState(credentials)
     app = FastAPI(title="fake-tencent-sms", openapi_url=None, docs_url=None, redoc_url=None)
 
-    @app.get("/_fake/health")
-    async def health() -> dict[str, bool]:
-        return {"ok": True}
-
-    @app.get("/_fake/requests")
-    async def recorded() -> list[dict[str, Any]]:
-        with state.lock:
-            return list(state.requests)
-
-    @app.get("/_fake/attempts")
-    async def attempts() -> list[dict[str, Any]]:
-        with state.lock:
-            return list(state.attempts)
-
-    @app.post("/_fake/reset")
-    async def reset() -> dict[str, bool]:
-        state.reset()
-        return {"ok": True}
-
-    @app.post("/_fake/script")
-    async def script(request: Request) -> JSONResponse:
-        data = await request.json()
-        codes = data.get("codes") if isinstance(data, dict) else None
-        if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
-            return JSONResponse(status_code=422, content={"error": "expected {'codes': [str]}"})
-        with state.lock:
-            state.script.extend(codes)
-        return JSONResponse(content={"ok": True})
+    add_control_routes(app, state)
 
     @app.post("/")
     async def api(request: Request) -> JSONResponse:

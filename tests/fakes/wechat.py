@@ -33,7 +33,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from tests.fakes.runner import FakeProcess
+from tests.fakes.runner import FakeProcess, add_control_routes
 
 ERRMSG = {
     0: "ok",
@@ -78,29 +78,12 @@ def create_app(app_id: str, app_secret: str, ttl: int = 7200) -> FastAPI:
     state = FakeState(app_id, app_secret, ttl)
     app = FastAPI(title="fake-wechat", openapi_url=None, docs_url=None, redoc_url=None)
 
-    @app.get("/_fake/health")
-    async def health() -> dict[str, bool]:
-        return {"ok": True}
-
-    @app.get("/_fake/requests")
-    async def recorded() -> list[dict[str, Any]]:
-        with state.lock:
-            return list(state.requests)
-
-    @app.get("/_fake/attempts")
-    async def attempts() -> list[dict[str, Any]]:
-        with state.lock:
-            return list(state.attempts)
+    add_control_routes(app, state)
 
     @app.get("/_fake/tokens")
     async def tokens() -> dict[str, int]:
         with state.lock:
             return {"fetches": state.fetches, "issued": len(state.tokens)}
-
-    @app.post("/_fake/reset")
-    async def reset() -> dict[str, bool]:
-        state.reset()
-        return {"ok": True}
 
     @app.post("/_fake/expire_tokens")
     async def expire() -> dict[str, bool]:
@@ -114,16 +97,6 @@ def create_app(app_id: str, app_secret: str, ttl: int = 7200) -> FastAPI:
         with state.lock:
             state.tokens.clear()
         return {"ok": True}
-
-    @app.post("/_fake/script")
-    async def script(request: Request) -> JSONResponse:
-        data = await request.json()
-        codes = data.get("codes") if isinstance(data, dict) else None
-        if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
-            return JSONResponse(status_code=422, content={"error": "expected {'codes': [str]}"})
-        with state.lock:
-            state.script.extend(codes)
-        return JSONResponse(content={"ok": True})
 
     @app.get("/cgi-bin/token")
     async def token(grant_type: str = "", appid: str = "", secret: str = "") -> JSONResponse:

@@ -1,16 +1,19 @@
 """Notification's HTTP handlers: what was sent about a case (addresses never shown), and the
-providers' delivery-report callbacks (status reports)."""
+providers' delivery-report callbacks (status reports), each behind its own shared secret."""
 
-from collections.abc import Callable
+import hmac
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
 import structlog
-from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import BaseModel, ConfigDict
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
+from pydantic import BaseModel, ConfigDict, SecretStr
 
 from services.notification.domain import CHINA
+from services.notification.reconciliation import parse_out_id
+from services.notification.settings import CallbackSettings
 from services.notification.store import NotificationStore
 from shared.auth import AuthSettings, Principal, Role, principal_dependency, require_roles
 from shared.events import EventEnvelope, NotificationDeliveredV1
@@ -92,7 +95,64 @@ def _station_of_staff(ref: str) -> str:
     return ref.split("/", 1)[0]
 
 
-def build_router(store_of: Callable[[Request], NotificationStore], auth: AuthSettings) -> APIRouter:
+class CallbackAck(BaseModel):
+    """What the provider expects back (Aliyun: code/msg; Tencent: result/errmsg)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorOut(BaseModel):
+    error: str
+    message: str
+
+
+CALLBACK_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "Missing or wrong `token`: nothing recorded."},
+    404: {"model": ErrorOut, "description": "No token configured: callbacks are off."},
+    413: {"model": ErrorOut, "description": "Body over `callbacks.max_body_bytes`."},
+    422: {"description": "Not a list of reports, or more than `callbacks.max_items`."},
+}
+
+
+def callback_guard(provider: str, secret: SecretStr | None) -> Callable[..., Awaitable[None]]:
+    """The provider's push carries no signature: its callback URL carries our secret."""
+
+    async def check(
+        token: Annotated[
+            str | None,
+            Query(description="The shared secret configured in the provider's callback URL."),
+        ] = None,
+    ) -> None:
+        if secret is None:
+            raise HTTPException(
+                404,
+                detail={
+                    "error": "callbacks_not_configured",
+                    "message": f"{provider} status callbacks are not configured here "
+                    f"(notification callbacks.{provider}_token).",
+                },
+            )
+        expected = secret.get_secret_value().encode()
+        if token is None or not hmac.compare_digest(token.encode(), expected):
+            log.warning("delivery_report_refused", provider=provider, token_given=token is not None)
+            raise HTTPException(
+                401,
+                detail={
+                    "error": "unauthorized",
+                    "message": f"Missing or wrong callback token for {provider}: "
+                    "the URL configured in the provider's console must end in ?token=<secret>.",
+                },
+            )
+
+    return check
+
+
+def build_router(
+    store_of: Callable[[Request], NotificationStore],
+    auth: AuthSettings,
+    callbacks: CallbackSettings | None = None,
+) -> APIRouter:
+    callbacks = callbacks or CallbackSettings()
     router = APIRouter(prefix="/api/v1", tags=["deliveries"])
     staff = require_roles(
         principal_dependency(auth),
@@ -124,6 +184,7 @@ def build_router(store_of: Callable[[Request], NotificationStore], auth: AuthSet
         delivered: bool,
         code: str,
         at: datetime,
+        out_id: str | None = None,
     ) -> str:
         def make_event(delivery_id: UUID, case_id: UUID | None, correlation: UUID) -> EventEnvelope:
             return EventEnvelope.wrap(
@@ -147,27 +208,41 @@ def build_router(store_of: Callable[[Request], NotificationStore], auth: AuthSet
             status_code=code,
             reported_at=at,
             make_event=make_event,
+            out_id=parse_out_id(out_id),
         )
         log.info("delivery_report", provider=provider, outcome=outcome, status_code=code)
         return outcome
 
+    batch = Body(max_length=callbacks.max_items)
+
     @router.post(
         "/reports/aliyun",
         tags=["reports"],
-        summary="Aliyun SmsReport callback (HTTP batch push)",
+        summary="Aliyun SmsReport callback (HTTP batch push), behind ?token=",
+        response_model=CallbackAck,
+        responses=CALLBACK_ERRORS,
+        dependencies=[Depends(callback_guard("aliyun", callbacks.aliyun_token))],
     )
-    async def aliyun_reports(reports: list[AliyunReport], request: Request) -> dict[str, Any]:
+    async def aliyun_reports(
+        reports: Annotated[list[AliyunReport], batch], request: Request
+    ) -> dict[str, Any]:
         for r in reports:
             code = r.err_code or ("DELIVERED" if r.success else "UNKNOWN")
-            await record(request, "aliyun", r.biz_id, r.success, code, _china_time(r.report_time))
+            at = _china_time(r.report_time)
+            await record(request, "aliyun", r.biz_id, r.success, code, at, r.out_id)
         return {"code": 0, "msg": "成功"}
 
     @router.post(
         "/reports/tencent",
         tags=["reports"],
-        summary="Tencent Cloud SMS delivery-status callback",
+        summary="Tencent Cloud SMS delivery-status callback, behind ?token=",
+        response_model=CallbackAck,
+        responses=CALLBACK_ERRORS,
+        dependencies=[Depends(callback_guard("tencent", callbacks.tencent_token))],
     )
-    async def tencent_reports(reports: list[TencentReport], request: Request) -> dict[str, Any]:
+    async def tencent_reports(
+        reports: Annotated[list[TencentReport], batch], request: Request
+    ) -> dict[str, Any]:
         for r in reports:
             ok = r.report_status.upper() == "SUCCESS"
             code = r.errmsg or r.report_status

@@ -27,6 +27,7 @@ from shared.events import (
     envelope_schema,
 )
 from shared.http import install_common
+from shared.http_limits import BodySizeLimit
 from shared.messaging.consumer import delivery_of, subscriber_options
 from shared.metrics import EVENTS_CONSUMED
 from shared.reference import wenling
@@ -147,7 +148,8 @@ def build_app(settings: NotificationSettings) -> FastAPI:
         return NotificationStore(runtime.pool, topic_prefix=settings.kafka.topic_prefix)
 
     install_common(app, service=SERVICE, ready=runtime.ready)
-    app.include_router(build_router(store_of, settings.auth))
+    app.include_router(build_router(store_of, settings.auth, settings.callbacks))
+    app.add_middleware(BodySizeLimit, max_bytes=settings.callbacks.max_body_bytes)
     app.state.runtime = runtime
     return app
 

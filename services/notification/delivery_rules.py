@@ -32,8 +32,17 @@ class DispatchSettings(BaseModel):
     )
     resend_uncertain: bool = Field(
         default=True,
-        description="Resend a message whose sender died during the provider call (the "
-        "provider may or may not have taken it): True prefers a duplicate to a loss.",
+        description="A message whose sender died during the provider call, where the provider "
+        "cannot be asked whether it took it (WeChat; a provider changed since): True resends "
+        "it (prefers a duplicate to a loss), False records it failed (UNCERTAIN). SMS "
+        "providers are asked first (reconciliation) and this does not apply to them.",
+    )
+    reconcile_grace_s: float = Field(
+        default=60,
+        ge=0,
+        description="How old an attempt whose outcome is unknown must be before the "
+        "provider's \"not found\" is believed (its query lags the send by seconds; Tencent's "
+        "status reports by up to minutes). A younger one waits until then.",
     )
 
 

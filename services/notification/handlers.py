@@ -1,9 +1,11 @@
 """Notification's handlers: plan deliveries from events; the dispatcher sends them.
 
-The dispatcher's order for each claimed delivery: address → quiet hours → circuit breaker →
+The dispatcher's order for each claimed delivery: address → reconciliation of an attempt whose
+sender died mid-call (ask the provider, see `reconciliation`) → quiet hours → circuit breaker →
 per-number limits and the attempt row (one transaction, committed before the call) →
 provider call → outcome (sent / retry with backoff and jitter / failed, and its event).
-Deferrals (quiet hours, breaker, limits, a voter contact not known yet) are not attempts.
+Deferrals (quiet hours, breaker, limits, a voter contact not known yet, a provider lookup to
+repeat) are not attempts.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from services.notification import domain
+from services.notification import domain, reconciliation
 from services.notification.delivery_rules import (
     CircuitBreaker,
     Clock,
@@ -25,9 +27,16 @@ from services.notification.delivery_rules import (
     rate_key,
     retry_delay,
 )
-from services.notification.providers import SendResult, SmsMessage, SmsProvider
+from services.notification.metrics import RECONCILIATIONS, UNCERTAIN_RESENDS
+from services.notification.providers import (
+    Lookup,
+    SendResult,
+    SentQuery,
+    SmsMessage,
+    SmsProvider,
+)
 from services.notification.providers.wechat import WechatMessage, WechatProvider
-from services.notification.store import Deferred, NotificationStore, Reserved
+from services.notification.store import Deferred, NotificationStore, Reserved, Unresolved
 from shared.events import (
     EventEnvelope,
     NotificationFailedV1,
@@ -179,6 +188,12 @@ class Dispatcher:
             await self._fail(row, None, None, "NO_CONTACT", "no address for this recipient", now)
             bound.error("delivery_failed", code="NO_CONTACT")
             return True
+        pending = await self._store.unresolved_attempt(delivery_id)
+        if pending is not None:
+            handled = await self._reconcile(row, pending, provider, to, bound)
+            if handled is not None:
+                return handled
+            now = self._clock()
         if row["recipient_kind"] == domain.VOTER and not row["urgent"]:
             release = quiet_until(now, self._quiet)
             if release is not None:
@@ -216,16 +231,19 @@ class Dispatcher:
                 await self._fail(row, reserved, provider.name, "UNCERTAIN", "outcome unknown", now)
                 bound.error("delivery_failed", code="UNCERTAIN")
                 return True
+            UNCERTAIN_RESENDS.labels(provider.name).inc()
             bound.warning("delivery_resend_after_unknown_outcome", attempt=reserved.attempt)
 
-        result = await self._call(provider, channel, to, row)
+        failpoint("before_provider_call")
+        result = await self._call(provider, channel, to, row, reserved.attempt)
+        failpoint("after_provider_call")
         opened = breaker.record(success=result.ok, outage=result.outage)
         if opened:
             bound.warning("circuit_opened", provider=provider.name, state=breaker.state)
         done = self._clock()
         attempt = reserved.attempt
         if result.ok:
-            await self._sent(row, reserved, result, done)
+            await self._sent(row, attempt, result, done)
             bound.info("delivery_sent", provider=result.provider, attempts=attempt)
             return True
         error = f"{result.code}: {result.message}"
@@ -253,24 +271,115 @@ class Dispatcher:
         bound.error("delivery_failed", code=result.code, attempts=attempt)
         return True
 
+    async def _reconcile(
+        self,
+        row: dict[str, Any],
+        pending: Unresolved,
+        provider: Provider,
+        to: str,
+        bound: Any,
+    ) -> bool | None:
+        """An earlier attempt's outcome is unknown: ask the provider before anything is resent
+        (the rule: `reconciliation.decide`). True/False: handled here (recorded sent / deferred,
+        as `_send` counts them); None: go on — send (it never went), or fall back to
+        `resend_uncertain` where the provider cannot be asked."""
+        delivery_id = row["id"]
+        breaker = self._breakers[provider.name]
+        bound = bound.bind(attempt=pending.attempt)
+        if pending.provider != provider.name:
+            lookup = Lookup.unsupported(f"sent through {pending.provider}")
+        else:
+            blocked = breaker.blocked_until()
+            if blocked is not None:
+                await self._store.defer(delivery_id, until=blocked, reason="circuit_open")
+                bound.info("delivery_deferred", reason="circuit_open", until=blocked.isoformat())
+                return False
+            lookup = await provider.find_sent(
+                SentQuery(
+                    to=to,
+                    out_id=reconciliation.out_id(delivery_id, pending.attempt),
+                    started_at=pending.started_at,
+                )
+            )
+            if lookup.answer == "unavailable":
+                if breaker.record(success=False, outage=lookup.outage):
+                    bound.warning("circuit_opened", provider=provider.name, state=breaker.state)
+            elif lookup.answer == "unsupported":
+                breaker.probing = False
+            else:
+                breaker.record(success=True, outage=False)
+        RECONCILIATIONS.labels(provider.name, lookup.answer).inc()
+        now = self._clock()
+        decision = reconciliation.decide(
+            lookup,
+            started_at=pending.started_at,
+            now=now,
+            settings=self._settings,
+            failed_lookups=pending.lookups,
+            rand=self._rand,
+        )
+        bound = bound.bind(lookup=lookup.answer, lookup_code=lookup.code)
+        if decision.action == "record_sent":
+            found = SendResult(
+                ok=True,
+                provider=provider.name,
+                provider_message_id=lookup.provider_message_id,
+                code=lookup.code,
+                message="found at the provider",
+                retryable=False,
+            )
+            await self._sent(row, pending.attempt, found, pending.started_at, reconciled=True)
+            bound.info("delivery_reconciled_sent", provider=provider.name)
+            return True
+        if decision.action == "send":
+            await self._store.record_not_sent(delivery_id, pending.attempt, now=now)
+            bound.info("delivery_reconciled_not_sent", provider=provider.name)
+            return None
+        if decision.action in ("wait", "ask_again"):
+            assert decision.until is not None
+            failed = decision.action == "ask_again"
+            await self._store.defer_lookup(
+                delivery_id,
+                pending.attempt,
+                until=decision.until,
+                reason="reconcile_retry" if failed else "reconcile_grace",
+                error=f"{lookup.code}: {lookup.detail}" if failed else None,
+                failed=failed,
+            )
+            event = "delivery_lookup_failed" if failed else "delivery_deferred"
+            (bound.warning if failed else bound.info)(
+                event,
+                reason="reconcile_retry" if failed else "reconcile_grace",
+                until=decision.until.isoformat(),
+            )
+            return False
+        return None  # resend_blind / give_up: `reserve` marks it 'unknown', as before
+
     async def _call(
-        self, provider: Provider, channel: str, to: str, row: dict[str, Any]
+        self, provider: Provider, channel: str, to: str, row: dict[str, Any], attempt: int
     ) -> SendResult:
         template = str(row["template"])
         params = {str(k): str(v) for k, v in dict(row["params"]).items()}
         code = self._templates.code_for(provider.name, template)
+        out_id = reconciliation.out_id(row["id"], attempt)
         if channel == "wechat":
             assert isinstance(provider, WechatProvider)
             return await provider.send(
-                WechatMessage(openid=to, template_id=code, params=params, out_id=str(row["id"]))
+                WechatMessage(openid=to, template_id=code, params=params, out_id=out_id)
             )
         assert not isinstance(provider, WechatProvider)
         return await provider.send(
-            SmsMessage(phone_e164=to, template_code=code, params=params, out_id=str(row["id"]))
+            SmsMessage(phone_e164=to, template_code=code, params=params, out_id=out_id)
         )
 
     async def _sent(
-        self, row: dict[str, Any], reserved: Reserved, result: SendResult, at: datetime
+        self,
+        row: dict[str, Any],
+        attempt: int,
+        result: SendResult,
+        at: datetime,
+        *,
+        reconciled: bool = False,
     ) -> None:
         source = row["source_event_id"]
         event = EventEnvelope.wrap(
@@ -292,11 +401,13 @@ class Dispatcher:
         )
         await self._store.mark_sent(
             row["id"],
-            attempt=reserved.attempt,
+            attempt=attempt,
             provider=result.provider,
             provider_message_id=result.provider_message_id,
             sent_at=at,
             event=event,
+            code=result.code if reconciled else "OK",
+            reconciled=reconciled,
         )
 
     async def _fail(

@@ -38,6 +38,17 @@ class Deferred:
     until: datetime
 
 
+@dataclass(frozen=True)
+class Unresolved:
+    """An attempt recorded before its provider call whose outcome never was: its sender died
+    (or lost its lease) during the call."""
+
+    attempt: int
+    provider: str
+    started_at: datetime
+    lookups: int  # failed provider queries about it so far
+
+
 class NotificationStore:
     def __init__(self, pool: Pool, *, topic_prefix: str = "") -> None:
         self._pool = pool
@@ -221,6 +232,63 @@ class NotificationStore:
             error,
         )
 
+    async def unresolved_attempt(self, delivery_id: UUID) -> Unresolved | None:
+        """The delivery's attempt without outcome, if any (at most one: `reserve` closes any
+        before it opens the next)."""
+        row = await self._pool.fetchrow(
+            """SELECT attempt, provider, started_at, lookups FROM delivery_attempts
+               WHERE delivery_id = $1 AND outcome IS NULL
+               ORDER BY attempt DESC LIMIT 1""",
+            delivery_id,
+        )
+        if row is None:
+            return None
+        return Unresolved(
+            int(row["attempt"]), str(row["provider"]), row["started_at"], int(row["lookups"])
+        )
+
+    async def record_not_sent(self, delivery_id: UUID, attempt: int, *, now: datetime) -> bool:
+        """The provider has no trace of this attempt: it never went (the next may go)."""
+        done = await self._pool.fetchval(
+            """UPDATE delivery_attempts SET outcome = 'not_sent', code = 'NOT_FOUND',
+                   finished_at = $3, reconciled_at = $3
+               WHERE delivery_id = $1 AND attempt = $2 AND outcome IS NULL RETURNING 1""",
+            delivery_id,
+            attempt,
+            now,
+        )
+        return done is not None
+
+    async def defer_lookup(
+        self,
+        delivery_id: UUID,
+        attempt: int,
+        *,
+        until: datetime,
+        reason: str,
+        error: str | None = None,
+        failed: bool = False,
+    ) -> None:
+        """Ask the provider about this attempt again at `until` (not an attempt either)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            if failed:
+                await conn.execute(
+                    """UPDATE delivery_attempts SET lookups = lookups + 1
+                       WHERE delivery_id = $1 AND attempt = $2""",
+                    delivery_id,
+                    attempt,
+                )
+            await conn.execute(
+                """UPDATE deliveries SET status = 'pending', lease_until = NULL,
+                       next_attempt_at = $2, deferred_reason = $3,
+                       last_error = COALESCE($4, last_error)
+                   WHERE id = $1 AND status = 'sending'""",
+                delivery_id,
+                until,
+                reason,
+                error,
+            )
+
     async def reserve(
         self,
         delivery_id: UUID,
@@ -292,10 +360,12 @@ class NotificationStore:
         code: str,
         now: datetime,
         provider_message_id: str | None = None,
+        reconciled: bool = False,
     ) -> None:
         await conn.execute(
             """UPDATE delivery_attempts SET outcome = $3, code = $4, finished_at = $5,
-                   provider_message_id = $6
+                   provider_message_id = $6,
+                   reconciled_at = CASE WHEN $7 THEN $5 ELSE reconciled_at END
                WHERE delivery_id = $1 AND attempt = $2""",
             delivery_id,
             attempt,
@@ -303,6 +373,7 @@ class NotificationStore:
             code,
             now,
             provider_message_id,
+            reconciled,
         )
 
     async def mark_sent(
@@ -314,16 +385,21 @@ class NotificationStore:
         provider_message_id: str | None,
         sent_at: datetime,
         event: EventEnvelope,
+        code: str = "OK",
+        reconciled: bool = False,
     ) -> bool:
+        """Sent: the attempt and the delivery, and notification.sent in the outbox.
+        `reconciled`: learnt from the provider's records after its sender died."""
         async with self._pool.acquire() as conn, conn.transaction():
             await self._finish_attempt(
                 conn,
                 delivery_id,
                 attempt,
                 outcome="sent",
-                code="OK",
+                code=code,
                 now=sent_at,
                 provider_message_id=provider_message_id,
+                reconciled=reconciled,
             )
             updated = await conn.fetchval(
                 """UPDATE deliveries SET status = 'sent', provider = $3,
@@ -418,9 +494,13 @@ class NotificationStore:
         status_code: str,
         reported_at: datetime,
         make_event: Callable[[UUID, UUID | None, UUID], EventEnvelope],
+        out_id: tuple[UUID, int] | None = None,
     ) -> str:
         """A provider's status report: recorded once; notification.delivered for a known
-        message. Returns 'recorded', 'duplicate' or 'unknown'."""
+        message. Returns 'recorded', 'duplicate' or 'unknown'.
+
+        `out_id` (delivery, attempt) from the report: a message found by reconciliation was
+        recorded without the provider's id (Aliyun's query has none); the report fills it in."""
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 """SELECT id, case_id, correlation_id FROM deliveries
@@ -428,6 +508,25 @@ class NotificationStore:
                 provider,
                 provider_message_id,
             )
+            if row is None and out_id is not None:
+                row = await conn.fetchrow(
+                    """UPDATE deliveries SET provider_message_id = $3
+                       WHERE id = $1 AND provider = $2 AND provider_message_id IS NULL
+                         AND status = 'sent'
+                       RETURNING id, case_id, correlation_id""",
+                    out_id[0],
+                    provider,
+                    provider_message_id,
+                )
+                if row is not None:
+                    await conn.execute(
+                        """UPDATE delivery_attempts SET provider_message_id = $3
+                           WHERE delivery_id = $1 AND attempt = $2
+                             AND provider_message_id IS NULL""",
+                        out_id[0],
+                        out_id[1],
+                        provider_message_id,
+                    )
             inserted = await conn.fetchval(
                 """INSERT INTO delivery_reports (provider, provider_message_id, delivery_id,
                        delivered, status_code, reported_at)

@@ -14,6 +14,13 @@ signature) sends for ``send_sms_async``::
     user-agent: AlibabaCloud (...) TeaDSL/2
     Authorization: ACS3-HMAC-SHA256 Credential=<AK id>,SignedHeaders=accept;host;...,Signature=<hex>
 
+``QuerySendDetails`` (same signature; ``x-acs-action: QuerySendDetails``, query
+``PhoneNumber``, ``SendDate`` yyyyMMdd, ``PageSize`` ≤ 50, ``CurrentPage``, optional ``BizId``)
+answers from the accepted messages, in Aliyun's shape: ``{"Code": "OK", "Message": "OK",
+"RequestId", "TotalCount", "SmsSendDetailDTOs": {"SmsSendDetailDTO": [{"PhoneNum",
+"SendStatus": 3, "ErrCode": "DELIVERED", "TemplateCode", "Content", "SendDate", "ReceiveDate",
+"OutId"}]}}`` (dates in Beijing time, "yyyy-MM-dd HH:mm:ss"; no BizId, as in Aliyun's).
+
 Answers the way Aliyun does: HTTP 200 ``{"Code":"OK","Message":"OK","BizId":..,"RequestId":..}``
 on success, HTTP 200 with ``Code`` set to the business error (``isv.*``) otherwise, and
 HTTP 4xx ``{"RequestId","HostId","Code","Message","Recommend"}`` for gateway errors
@@ -28,6 +35,10 @@ Control endpoints:
                            -> the next N SendSms calls answer with these codes instead of OK.
                               "OK" in the list means "deliver normally"; "HTTP_500"/"HTTP_503"
                               answer with that HTTP status; "Throttling*" codes answer HTTP 400.
+    GET  /_fake/queries    -> every QuerySendDetails call, with its code
+    POST /_fake/query_script {"codes": [...]} -> the same, for the next QuerySendDetails calls
+    POST /_fake/query_lag  {"seconds": s} -> a message shows in queries s seconds after its send
+Every recorded call (attempts, requests, queries) carries ``seq``, the fake's call order.
 
 Run: ``python -m tests.fakes.aliyun_sms --port 18080 [--access-key-id ID --access-key-secret S]``.
 When a key pair is given the V3 signature is verified, otherwise only its presence and shape.
@@ -45,16 +56,20 @@ import re
 import threading
 import uuid
 from collections import deque
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote
+from zoneinfo import ZoneInfo
 
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from tests.fakes.runner import FakeProcess, add_control_routes
 
 ACTION = "SendSms"
+QUERY_ACTION = "QuerySendDetails"
+BEIJING = ZoneInfo("Asia/Shanghai")
 VERSION = "2017-05-25"
 HOST_ID = "dysmsapi.aliyuncs.com"
 SIGN_ALGORITHM = "ACS3-HMAC-SHA256"
@@ -98,12 +113,24 @@ class FakeState:
         self.attempts: list[dict[str, Any]] = []
         self.script: deque[str] = deque()
         self.nonces: set[str] = set()
+        self.queries: list[dict[str, Any]] = []
+        self.query_script: deque[str] = deque()
+        self.query_lag_s = 0.0
+        self.seq = 0
+
+    def next_seq(self) -> int:
+        """Call order across sends and queries (under the lock)."""
+        self.seq += 1
+        return self.seq
 
     def reset(self) -> None:
         with self.lock:
             self.requests.clear()
             self.attempts.clear()
             self.script.clear()
+            self.queries.clear()
+            self.query_script.clear()
+            self.query_lag_s = 0.0
 
 
 def _request_id() -> str:
@@ -203,6 +230,116 @@ def _phone_ok(phone: str) -> bool:
     return bool(_MAINLAND_RE.fullmatch(phone) or _INTERNATIONAL_RE.fullmatch(phone))
 
 
+class QueryableState(Protocol):
+    lock: threading.Lock
+    queries: list[dict[str, Any]]
+    query_script: deque[str]
+    query_lag_s: float
+
+
+def add_query_controls(app: FastAPI, state: QueryableState) -> None:
+    """`/_fake/queries`, `/_fake/query_script`, `/_fake/query_lag`: the look-up side of a fake
+    SMS provider (Aliyun QuerySendDetails, Tencent PullSmsSendStatusByPhoneNumber)."""
+
+    @app.get("/_fake/queries")
+    async def queries() -> list[dict[str, Any]]:
+        with state.lock:
+            return list(state.queries)
+
+    @app.post("/_fake/query_script")
+    async def query_script(request: Request) -> JSONResponse:
+        data = await request.json()
+        codes = data.get("codes") if isinstance(data, dict) else None
+        if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
+            return JSONResponse(status_code=422, content={"error": "expected {'codes': [str]}"})
+        with state.lock:
+            state.query_script.extend(codes)
+            pending = len(state.query_script)
+        return JSONResponse(content={"ok": True, "pending": pending})
+
+    @app.post("/_fake/query_lag")
+    async def query_lag(request: Request) -> JSONResponse:
+        data = await request.json()
+        seconds = data.get("seconds") if isinstance(data, dict) else None
+        if not isinstance(seconds, int | float) or seconds < 0:
+            return JSONResponse(status_code=422, content={"error": "expected {'seconds': n}"})
+        with state.lock:
+            state.query_lag_s = float(seconds)
+        return JSONResponse(content={"ok": True})
+
+
+def _beijing(iso: str) -> datetime:
+    return datetime.fromisoformat(iso).astimezone(BEIJING)
+
+
+def _query_send_details(state: FakeState, params: dict[str, str]) -> JSONResponse:
+    """QuerySendDetails: what was accepted for one number on one (Beijing) day, paged."""
+    for name in ("PhoneNumber", "SendDate", "PageSize", "CurrentPage"):
+        if not params.get(name):
+            return _gateway_error(400, f"Missing{name}", f"{name} is mandatory for this action.")
+    day, size, page = params["SendDate"], params["PageSize"], params["CurrentPage"]
+    if not re.fullmatch(r"\d{8}", day) or not size.isdigit() or not page.isdigit():
+        return _gateway_error(400, "InvalidParameter", "The specified parameter is not valid.")
+    if not 1 <= int(size) <= 50 or int(page) < 1:
+        return _gateway_error(400, "InvalidParameter", "PageSize must be 1-50.")
+    now = datetime.now(UTC)
+    with state.lock:
+        scripted = state.query_script.popleft() if state.query_script else None
+        state.queries.append(
+            {
+                "phone_number": params["PhoneNumber"],
+                "send_date": day,
+                "page": int(page),
+                "biz_id": params.get("BizId"),
+                "code": scripted or "OK",
+                "received_at": now.isoformat(),
+                "seq": state.next_seq(),
+            }
+        )
+        visible_before = now - timedelta(seconds=state.query_lag_s)
+        sent = [
+            r
+            for r in state.requests
+            if params["PhoneNumber"] in r["phone_numbers"].split(",")
+            and _beijing(r["received_at"]).strftime("%Y%m%d") == day
+            and datetime.fromisoformat(r["received_at"]) <= visible_before
+            and params.get("BizId") in (None, "", r["biz_id"])
+        ]
+    if scripted is not None and scripted != "OK":
+        if scripted.startswith("HTTP_"):
+            status = int(scripted.removeprefix("HTTP_"))
+            code = "ServiceUnavailable" if status == 503 else "InternalError"
+            return _gateway_error(status, code, "The request processing has failed.")
+        if scripted.startswith("Throttling"):
+            return _gateway_error(400, scripted, "Request was denied due to flow control.")
+        return _business(scripted)
+    first = (int(page) - 1) * int(size)
+    rows = [
+        {
+            "PhoneNum": params["PhoneNumber"],
+            "SendStatus": 3,
+            "ErrCode": "DELIVERED",
+            "TemplateCode": r["template_code"],
+            "Content": f"【{r['sign_name']}】"
+            + "，".join((r.get("template_param") or {}).values()),
+            "SendDate": _beijing(r["received_at"]).strftime("%Y-%m-%d %H:%M:%S"),
+            "ReceiveDate": (_beijing(r["received_at"]) + timedelta(seconds=2)).strftime(
+                "%Y-%m-%d %H:%M:%S"
+            ),
+            "OutId": r.get("out_id") or "",
+        }
+        for r in sent[first : first + int(size)]
+    ]
+    body = {
+        "Code": "OK",
+        "Message": "OK",
+        "RequestId": _request_id(),
+        "TotalCount": len(sent),
+        "SmsSendDetailDTOs": {"SmsSendDetailDTO": rows},
+    }
+    return JSONResponse(status_code=200, content=body)
+
+
 def create_app(credentials: dict[str, str] | None = None) -> FastAPI:
     """Build the fake. ``credentials`` maps AccessKeyId -> secret; None = don't verify."""
     state = FakeState(credentials)
@@ -210,6 +347,7 @@ def create_app(credentials: dict[str, str] | None = None) -> FastAPI:
     app.state.fake = state
 
     add_control_routes(app, state)
+    add_query_controls(app, state)
 
     @app.api_route("/", methods=["GET", "POST"])
     async def api(request: Request) -> JSONResponse:
@@ -228,12 +366,14 @@ def create_app(credentials: dict[str, str] | None = None) -> FastAPI:
         version = request.headers.get("x-acs-version") or params.get("Version")
         if not action:
             return _gateway_error(400, "MissingAction", "Action is mandatory for this action.")
-        if action != ACTION:
+        if action not in (ACTION, QUERY_ACTION):
             return _gateway_error(
                 404, "InvalidAction.NotFound", f"Specified api is not found: {action}"
             )
         if version != VERSION:
             return _gateway_error(400, "InvalidVersion", f"Specified version is invalid: {version}")
+        if action == QUERY_ACTION:
+            return _query_send_details(state, params)
         for name in ("PhoneNumbers", "SignName", "TemplateCode"):
             if not params.get(name):
                 return _gateway_error(
@@ -255,6 +395,7 @@ def create_app(credentials: dict[str, str] | None = None) -> FastAPI:
         if scripted is not None and scripted != "OK":
             attempt["code"] = scripted
             with state.lock:
+                attempt["seq"] = state.next_seq()
                 state.attempts.append(attempt)
             if scripted.startswith("HTTP_"):
                 status = int(scripted.removeprefix("HTTP_"))
@@ -283,11 +424,12 @@ def create_app(credentials: dict[str, str] | None = None) -> FastAPI:
         attempt["code"] = code
         if code != "OK":
             with state.lock:
+                attempt["seq"] = state.next_seq()
                 state.attempts.append(attempt)
             return _business(code)
 
         biz_id = f"{random.randint(10**17, 10**18 - 1)}^0"
-        entry = {
+        entry: dict[str, Any] = {
             "phone_numbers": params["PhoneNumbers"],
             "sign_name": params["SignName"],
             "template_code": params["TemplateCode"],
@@ -299,6 +441,7 @@ def create_app(credentials: dict[str, str] | None = None) -> FastAPI:
             "received_at": now,
         }
         with state.lock:
+            attempt["seq"] = entry["seq"] = state.next_seq()
             state.attempts.append(attempt)
             state.requests.append(entry)
         return _business("OK", "OK", BizId=biz_id)
@@ -336,6 +479,19 @@ class FakeAliyunServer(FakeProcess):
         super().__init__(*args, port=port, startup_timeout=startup_timeout)
         self.access_key_id = access_key_id
         self.access_key_secret = access_key_secret
+
+    def queries(self) -> list[dict[str, Any]]:
+        """Every look-up call (QuerySendDetails here), with the code it was answered."""
+        result: list[dict[str, Any]] = httpx.get(f"{self.base_url}/_fake/queries").json()
+        return result
+
+    def script_queries(self, codes: list[str]) -> None:
+        """The next look-ups answer with these codes ("HTTP_503", "Throttling.User", "OK")."""
+        httpx.post(f"{self.base_url}/_fake/query_script", json={"codes": codes}).raise_for_status()
+
+    def query_lag(self, seconds: float) -> None:
+        """Accepted messages show in look-ups only this long after they were sent."""
+        httpx.post(f"{self.base_url}/_fake/query_lag", json={"seconds": seconds}).raise_for_status()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,10 +21,18 @@ PhoneNumberDailyLimit``, ``InvalidParameterValue.IncorrectPhoneNumber``, ..); er
 whole request in ``{"Response": {"Error": {"Code", "Message"}, "RequestId"}}``
 (``AuthFailure.SignatureFailure``, ``AuthFailure.SecretIdNotFound``, ``MissingParameter``).
 
+``PullSmsSendStatusByPhoneNumber`` (``X-TC-Action``; JSON ``BeginTime``, ``EndTime``, ``Offset``
+(must be 0), ``Limit`` ≤ 100, ``PhoneNumber``, ``SmsSdkAppId``) answers from the accepted
+messages as status reports: ``{"Response": {"PullSmsSendStatusSet": [{"UserReceiveTime",
+"CountryCode", "SubscriberNumber", "PhoneNumber", "SerialNo", "ReportStatus": "SUCCESS",
+"Description": "DELIVRD", "SessionContext"}], "RequestId"}}``.
+
 Control endpoints (as the Aliyun fake): ``GET /_fake/health``, ``GET /_fake/requests``,
 ``GET /_fake/attempts``, ``POST /_fake/reset``, ``POST /_fake/script {"codes": [..]}`` where a
 code is a SendStatusSet code, ``"Ok"``, ``"HTTP_503"`` / ``"HTTP_500"``, or ``"Error:<Code>"``
-for a whole-request error.
+for a whole-request error; ``GET /_fake/queries``, ``POST /_fake/query_script`` (the same codes
+for the next pulls) and ``POST /_fake/query_lag {"seconds": s}`` (a report shows s seconds after
+its send). Every recorded call carries ``seq``, the fake's call order.
 
 Run: ``python -m tests.fakes.tencent_sms --port 18081 [--secret-id ID --secret-key KEY]``.
 """
@@ -44,12 +52,15 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from tests.fakes.aliyun_sms import add_query_controls
 from tests.fakes.runner import FakeProcess, add_control_routes
 
 ACTION = "SendSms"
+PULL_ACTION = "PullSmsSendStatusByPhoneNumber"
 VERSION = "2021-01-11"
 SERVICE = "sms"
 _AUTH_RE = re.compile(
@@ -76,12 +87,23 @@ class FakeState:
         self.requests: list[dict[str, Any]] = []
         self.attempts: list[dict[str, Any]] = []
         self.script: deque[str] = deque()
+        self.queries: list[dict[str, Any]] = []
+        self.query_script: deque[str] = deque()
+        self.query_lag_s = 0.0
+        self.seq = 0
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
 
     def reset(self) -> None:
         with self.lock:
             self.requests.clear()
             self.attempts.clear()
             self.script.clear()
+            self.queries.clear()
+            self.query_script.clear()
+            self.query_lag_s = 0.0
 
 
 def _error(code: str, message: str, status: int = 200) -> JSONResponse:
@@ -146,11 +168,72 @@ def _check_signature(state: FakeState, request: Request, body: bytes) -> JSONRes
     return None
 
 
+def _pull_status(state: FakeState, params: dict[str, Any]) -> JSONResponse:
+    """PullSmsSendStatusByPhoneNumber: the number's status reports in [BeginTime, EndTime]."""
+    for name in ("BeginTime", "Limit", "PhoneNumber", "SmsSdkAppId"):
+        if params.get(name) in (None, ""):
+            return _error(
+                "MissingParameter", f"The request is missing a required parameter `{name}`."
+            )
+    begin, end, limit = params["BeginTime"], params.get("EndTime"), params["Limit"]
+    if not isinstance(begin, int) or not isinstance(limit, int) or not 1 <= limit <= 100:
+        return _error("InvalidParameterValue", "BeginTime and Limit (1-100) must be integers.")
+    if params.get("Offset", 0) != 0:
+        return _error("InvalidParameterValue", "Offset must be 0.")
+    now = time.time()
+    if begin < now - 7 * 86400:
+        return _error("InvalidParameterValue.BeginTimeTooEarly", "at most 7 days back")
+    with state.lock:
+        scripted = state.query_script.popleft() if state.query_script else None
+        state.queries.append(
+            {
+                "phone_number": params["PhoneNumber"],
+                "begin_time": begin,
+                "end_time": end,
+                "code": scripted or "Ok",
+                "received_at": datetime.now(UTC).isoformat(),
+                "seq": state.next_seq(),
+            }
+        )
+        reports = [
+            r
+            for r in state.requests
+            if r["phone_number"] == params["PhoneNumber"]
+            and r["sms_sdk_app_id"] == params["SmsSdkAppId"]
+            and begin <= datetime.fromisoformat(r["received_at"]).timestamp()
+            and (end is None or datetime.fromisoformat(r["received_at"]).timestamp() <= end)
+            and datetime.fromisoformat(r["received_at"]).timestamp() + state.query_lag_s <= now
+        ]
+    if scripted is not None and scripted != "Ok":
+        if scripted.startswith("HTTP_"):
+            return JSONResponse(status_code=int(scripted[5:]), content={"error": "unavailable"})
+        code = scripted.removeprefix("Error:")
+        return _error(code, MESSAGES.get(code, code))
+    phone = params["PhoneNumber"]
+    statuses = [
+        {
+            "UserReceiveTime": int(datetime.fromisoformat(r["received_at"]).timestamp()) + 2,
+            "CountryCode": "86" if phone.startswith("+86") else "",
+            "SubscriberNumber": phone.removeprefix("+86"),
+            "PhoneNumber": phone,
+            "SerialNo": r["serial_no"],
+            "ReportStatus": "SUCCESS",
+            "Description": "DELIVRD",
+            "SessionContext": r.get("session_context") or "",
+        }
+        for r in reports[:limit]
+    ]
+    return JSONResponse(
+        content={"Response": {"PullSmsSendStatusSet": statuses, "RequestId": str(uuid.uuid4())}}
+    )
+
+
 def create_app(credentials: dict[str, str] | None = None) -> FastAPI:
     state = FakeState(credentials)
     app = FastAPI(title="fake-tencent-sms", openapi_url=None, docs_url=None, redoc_url=None)
 
     add_control_routes(app, state)
+    add_query_controls(app, state)
 
     @app.post("/")
     async def api(request: Request) -> JSONResponse:
@@ -158,7 +241,8 @@ def create_app(credentials: dict[str, str] | None = None) -> FastAPI:
         denied = _check_signature(state, request, body)
         if denied is not None:
             return denied
-        if request.headers.get("x-tc-action") != ACTION:
+        action = request.headers.get("x-tc-action")
+        if action not in (ACTION, PULL_ACTION):
             return _error("InvalidAction", "The action does not exist.")
         if request.headers.get("x-tc-version") != VERSION:
             return _error("NoSuchVersion", "The API version does not exist.")
@@ -166,6 +250,8 @@ def create_app(credentials: dict[str, str] | None = None) -> FastAPI:
             params: dict[str, Any] = json.loads(body or b"{}")
         except ValueError:
             return _error("InvalidParameter", "The request body is not valid JSON.")
+        if action == PULL_ACTION:
+            return _pull_status(state, params)
         for name in ("PhoneNumberSet", "SmsSdkAppId", "TemplateId"):
             if not params.get(name):
                 return _error(
@@ -183,6 +269,7 @@ def create_app(credentials: dict[str, str] | None = None) -> FastAPI:
         if scripted is not None and scripted != "Ok":
             attempt["code"] = scripted
             with state.lock:
+                attempt["seq"] = state.next_seq()
                 state.attempts.append(attempt)
             if scripted.startswith("HTTP_"):
                 return JSONResponse(status_code=int(scripted[5:]), content={"error": "unavailable"})
@@ -228,6 +315,9 @@ def create_app(credentials: dict[str, str] | None = None) -> FastAPI:
                 )
         attempt["code"] = statuses[0]["Code"] if statuses else "Ok"
         with state.lock:
+            attempt["seq"] = state.next_seq()
+            for entry in delivered:
+                entry["seq"] = attempt["seq"]
             state.attempts.append(attempt)
             state.requests.extend(delivered)
         return JSONResponse(
@@ -258,6 +348,18 @@ class FakeTencentServer(FakeProcess):
             else []
         )
         super().__init__(*args, port=port)
+
+    def queries(self) -> list[dict[str, Any]]:
+        """Every PullSmsSendStatusByPhoneNumber call, with the code it was answered."""
+        result: list[dict[str, Any]] = httpx.get(f"{self.base_url}/_fake/queries").json()
+        return result
+
+    def script_queries(self, codes: list[str]) -> None:
+        """The next pulls answer with these ("HTTP_503", "Error:RequestLimitExceeded", "Ok")."""
+        httpx.post(f"{self.base_url}/_fake/query_script", json={"codes": codes}).raise_for_status()
+
+    def query_lag(self, seconds: float) -> None:
+        httpx.post(f"{self.base_url}/_fake/query_lag", json={"seconds": seconds}).raise_for_status()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -325,39 +325,62 @@ async def test_voter_messages_wait_for_the_morning_department_ones_do_not(prepar
     assert_no_personal_data(logs)
 
 
-async def test_a_sender_that_died_mid_call_is_recorded_and_resent_once(prepared, fake, logs):
+async def test_a_sender_that_died_before_the_provider_got_it_is_looked_up_then_sent_once(
+    prepared, fake, logs
+):
     pool = await open_pool(prepared.database.url, SCHEMA)
     store = NotificationStore(pool, topic_prefix=prepared.kafka.topic_prefix)
     provider = build_sms_provider(prepared.sms)
+    clock = [datetime.now(UTC)]
     dispatcher = handlers.Dispatcher(
         store,
         provider,
-        prepared.dispatch,
+        prepared.dispatch.model_copy(update={"reconcile_grace_s": 60}),
         prepared.templates,
         limits=RateLimitSettings(enabled=False),
+        clock=lambda: clock[0],
     )
     try:
         envelope = assigned()
         planned = [p for p in domain.plan_deliveries(envelope) if p.recipient_kind == "department"]
         await store.plan(Delivery("t", "t", 0, 0), envelope, planned)
-        now = datetime.now(UTC)
-        # A sender claims and records its attempt, then dies before it learns the outcome.
+        started = clock[0] = datetime.now(UTC)
+        # A sender claims and records its attempt, then dies before its call reaches Aliyun.
         claimed = await store.claim_due(
-            now=now, limit=10, lease=timedelta(seconds=60), channels=["sms"]
+            now=started, limit=10, lease=timedelta(seconds=60), channels=["sms"]
         )
         await store.reserve(
-            claimed[0]["id"], now=now, channel="sms", provider="aliyun", rate_key=None, limits=[]
+            claimed[0]["id"],
+            now=started,
+            channel="sms",
+            provider="aliyun",
+            rate_key=None,
+            limits=[],
         )
         assert await dispatcher.dispatch_once() == 0  # still leased
-        await pool.execute("UPDATE deliveries SET lease_until = now() - interval '1 second'")
+        await pool.execute("UPDATE deliveries SET lease_until = $1", started)
+        clock[0] = started + timedelta(seconds=1)
+        # Aliyun has no such OutId, but the attempt is younger than the grace: wait.
+        assert await dispatcher.dispatch_once() == 0
+        row = await pool.fetchrow("SELECT status, deferred_reason, next_attempt_at FROM deliveries")
+        assert row is not None
+        assert (row["status"], row["deferred_reason"]) == ("pending", "reconcile_grace")
+        assert row["next_attempt_at"] == started + timedelta(seconds=60)
+        assert fake.requests() == []
+        assert len(fake.queries()) == 1
+
+        clock[0] = started + timedelta(seconds=61)
         assert await dispatcher.dispatch_once() == 1
         attempts = await pool.fetch(
             "SELECT attempt, outcome FROM delivery_attempts ORDER BY attempt"
         )
-        assert [tuple(a) for a in attempts] == [(1, "unknown"), (2, "sent")]
-        assert len(fake.requests()) == 1
+        assert [tuple(a) for a in attempts] == [(1, "not_sent"), (2, "sent")]
+        [sent] = fake.requests()
+        assert sent["out_id"] == f"{claimed[0]['id']}:2"
     finally:
         await provider.aclose()
         await pool.close()
     events = [entry["event"] for entry in logs]
-    assert "delivery_resend_after_unknown_outcome" in events
+    assert "delivery_reconciled_not_sent" in events
+    assert "delivery_resend_after_unknown_outcome" not in events
+    assert_no_personal_data(logs)

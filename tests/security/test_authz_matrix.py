@@ -138,6 +138,10 @@ ONLINE_OPINION = {
     "content": "泽国镇文化路口红绿灯时间太短，老人过马路来不及",
 }
 WECHAT_QUERY = {"timestamp": "1700000000", "nonce": "sec-nonce"}
+REPORT_TOKENS = {
+    "aliyun": "authz-aliyun-report-token-0123",
+    "tencent": "authz-tencent-report-token-01",
+}
 
 
 def _wechat_text(msg_id: str) -> bytes:
@@ -372,7 +376,8 @@ MATRIX: list[Row] = [
         "/api/v1/reports/aliyun",
         public=True,
         body=[],
-        note="provider callback: no authentication at all (see the report)",
+        params={"token": REPORT_TOKENS["aliyun"]},
+        note="provider callback: the secret in its URL is the key (test_report_callbacks_…)",
     ),
     Row(
         "notification",
@@ -380,7 +385,8 @@ MATRIX: list[Row] = [
         "/api/v1/reports/tencent",
         public=True,
         body=[],
-        note="provider callback: no authentication at all (see the report)",
+        params={"token": REPORT_TOKENS["tencent"]},
+        note="provider callback: the secret in its URL is the key (test_report_callbacks_…)",
     ),
     # ---- evaluation -----------------------------------------------------------------------
     Row(
@@ -515,7 +521,12 @@ def _rating_link(stack: Stack, case_id: str) -> str:
 
 @pytest.fixture(scope="module")
 def world(infra, tmp_path_factory) -> Iterator[World]:
-    env = {"intake": {"MINYI_INTAKE__WECHAT__TOKEN": WECHAT_TOKEN}}
+    env = {
+        "intake": {"MINYI_INTAKE__WECHAT__TOKEN": WECHAT_TOKEN},
+        "notification": {
+            f"MINYI_NOTIFICATION__CALLBACKS__{p.upper()}_TOKEN": t for p, t in REPORT_TOKENS.items()
+        },
+    }
     with running_stack(infra, tmp_path_factory.mktemp("authz"), extra_env=env) as stack:
         receipt_a = submit_opinion(stack)
         receipt_b = submit_opinion(stack)
@@ -634,6 +645,16 @@ def test_wechat_signature_is_required(world: World):
     assert httpx.get(url, params={**forged, "echostr": "x"}).status_code == 403
     posted = httpx.post(url, params=forged, content=_wechat_text("900000099"))
     assert posted.status_code == 403
+
+
+def test_report_callbacks_need_their_token(world: World):
+    """Whoever calls (a staff token is no key here): no callback token or a wrong one → 401."""
+    for provider, token in REPORT_TOKENS.items():
+        url = f"{world.stack.url('notification')}/api/v1/reports/{provider}"
+        for params in ({}, {"token": token[:-1]}):
+            for headers in ({}, world.stack.bearer("admin")):
+                answer = httpx.post(url, params=params, json=[], headers=headers, timeout=30)
+                assert answer.status_code == 401, answer.text
 
 
 def test_matrix_covers_every_endpoint(world: World):

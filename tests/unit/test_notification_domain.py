@@ -3,15 +3,17 @@ from uuid import uuid4
 
 import pytest
 
-from services.notification import domain
+from services.notification import domain, reconciliation
 from services.notification.delivery_rules import (
     BreakerSettings,
     CircuitBreaker,
+    DispatchSettings,
     QuietHoursSettings,
     RateLimit,
     next_allowed,
     quiet_until,
 )
+from services.notification.providers import Lookup
 from services.notification.templates import (
     PARAM_MAX_CHARS,
     TEMPLATES,
@@ -231,3 +233,63 @@ def test_breaker_opens_on_outages_waits_then_probes():
     breaker.record(success=False, outage=True)
     breaker.record(success=False, outage=False)
     assert breaker.failures == 0
+
+
+# ---- reconciliation: an attempt whose sender died mid-call ---------------------------------
+
+STARTED = NOW - timedelta(seconds=30)
+
+
+def _decide(lookup: Lookup, now: datetime = NOW, **settings: object) -> reconciliation.Decision:
+    return reconciliation.decide(
+        lookup,
+        started_at=STARTED,
+        now=now,
+        settings=DispatchSettings(reconcile_grace_s=60, jitter=0, **settings),
+        failed_lookups=2,
+        rand=lambda: 0.5,
+    )
+
+
+def test_found_at_the_provider_is_recorded_sent_whatever_its_age():
+    assert _decide(Lookup.found("5000:1")).action == "record_sent"
+    assert _decide(Lookup.found(None), now=STARTED).action == "record_sent"
+
+
+def test_not_found_is_final_only_after_the_grace():
+    young = _decide(Lookup.not_found())
+    assert (young.action, young.until) == ("wait", STARTED + timedelta(seconds=60))
+    assert _decide(Lookup.not_found(), now=STARTED + timedelta(seconds=60)).action == "send"
+    grace_zero = reconciliation.decide(
+        Lookup.not_found(),
+        started_at=NOW,
+        now=NOW,
+        settings=DispatchSettings(reconcile_grace_s=0),
+    )
+    assert grace_zero.action == "send"
+
+
+def test_a_failed_query_is_asked_again_after_the_usual_backoff_never_sent():
+    for failure in (
+        Lookup.unavailable("ServiceUnavailable", outage=True),
+        Lookup.unavailable("Throttling.User"),
+    ):
+        decision = _decide(failure, backoff_base_s=2.0, backoff_max_s=600)
+        assert decision.action == "ask_again"
+        # The third failed query: base · 2² (no jitter here).
+        assert decision.until == NOW + timedelta(seconds=8)
+
+
+def test_a_provider_that_cannot_be_asked_falls_back_to_resend_uncertain():
+    wechat = Lookup.unsupported("WeChat has no API to look a sent message up")
+    assert _decide(wechat).action == "resend_blind"
+    assert _decide(wechat, resend_uncertain=False).action == "give_up"
+
+
+def test_out_id_names_the_delivery_and_the_attempt():
+    delivery = uuid4()
+    value = reconciliation.out_id(delivery, 3)
+    assert value != reconciliation.out_id(delivery, 4)
+    assert reconciliation.parse_out_id(value) == (delivery, 3)
+    for other in (None, "", str(delivery), "x:1", f"{delivery}:", f"{delivery}:a"):
+        assert reconciliation.parse_out_id(other) is None

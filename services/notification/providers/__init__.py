@@ -1,7 +1,7 @@
 """SMS providers for the notification service."""
 
 from .aliyun import AliyunSmsProvider
-from .base import SendResult, SmsMessage, SmsProvider, mask_phone
+from .base import Lookup, SendResult, SentQuery, SmsMessage, SmsProvider, mask_phone
 from .console import ConsoleSmsProvider
 from .factory import build_sms_provider
 from .settings import AliyunSmsSettings, SmsSettings, TencentSmsSettings
@@ -12,7 +12,9 @@ __all__ = [
     "AliyunSmsProvider",
     "AliyunSmsSettings",
     "ConsoleSmsProvider",
+    "Lookup",
     "SendResult",
+    "SentQuery",
     "SmsMessage",
     "SmsProvider",
     "SmsSettings",

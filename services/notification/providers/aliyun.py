@@ -5,23 +5,33 @@ The SDK signs with the V3 scheme (ACS3-HMAC-SHA256) and sends
 with the action and version in the ``x-acs-action: SendSms`` / ``x-acs-version: 2017-05-25``
 headers. Business errors come back as HTTP 200 with ``Code != "OK"``; gateway errors
 (signature, missing parameters, throttling, 5xx) are raised by the SDK as exceptions.
+
+``QuerySendDetails`` (``?PhoneNumber=..&SendDate=yyyyMMdd&PageSize=50&CurrentPage=n``) lists
+what was sent to one number on one day (Beijing time, the last 30 days):
+``{"Code": "OK", "TotalCount": .., "SmsSendDetailDTOs": {"SmsSendDetailDTO": [{"OutId", "PhoneNum",
+"SendStatus" (1 waiting for the receipt, 2 failed, 3 delivered), "ErrCode", "SendDate", ..}]}}``.
+It carries no BizId: a message found there is recorded without one (the delivery report, which
+carries our OutId, fills it in).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import structlog
 from alibabacloud_dysmsapi20170525.client import Client
-from alibabacloud_dysmsapi20170525.models import SendSmsRequest
+from alibabacloud_dysmsapi20170525.models import QuerySendDetailsRequest, SendSmsRequest
 from alibabacloud_tea_openapi.exceptions import AlibabaCloudException, ThrottlingException
 from alibabacloud_tea_openapi.models import Config
 from darabonba.exceptions import RetryError as DaraRetryError
 from darabonba.exceptions import UnretryableException
+from darabonba.runtime import RuntimeOptions
 
-from .base import SendResult, SmsMessage, mask_phone
+from .base import Lookup, SendResult, SentQuery, SmsMessage, mask_phone
 from .settings import AliyunSmsSettings
 
 _log = structlog.get_logger(__name__)
@@ -40,6 +50,9 @@ _RETRYABLE_CODES = frozenset(
     }
 )
 _RETRYABLE_PREFIXES = ("Throttling", "isp.", "ServiceUnavailable", "InternalError")
+BEIJING = ZoneInfo("Asia/Shanghai")  # QuerySendDetails' SendDate is a Beijing date
+QUERY_PAGE_SIZE = 50  # QuerySendDetails' maximum
+QUERY_DAYS = 30  # how far back QuerySendDetails reaches
 
 
 def is_retryable_code(code: str) -> bool:
@@ -149,6 +162,54 @@ class AliyunSmsProvider:
             log, code, text, retryable=is_retryable_code(code), request_id=body.request_id
         )
 
+    async def find_sent(self, query: SentQuery) -> Lookup:
+        """Look the attempt's OutId up with QuerySendDetails, on the attempt's (Beijing) send
+        date and the next day (a call started just before midnight may be dated after it)."""
+        phone = to_aliyun_phone(query.to)
+        masked = mask_phone(query.to)
+        log = _log.bind(phone=masked, out_id=query.out_id)
+        now = datetime.now(BEIJING)
+        first = query.started_at.astimezone(BEIJING).date()
+        if (now.date() - first).days >= QUERY_DAYS:
+            return Lookup.unsupported(f"older than QuerySendDetails' {QUERY_DAYS} days")
+        days = [first] + ([first + timedelta(days=1)] if first < now.date() else [])
+        for day in days:
+            page = 1
+            while True:
+                request = QuerySendDetailsRequest(
+                    phone_number=phone,
+                    send_date=day.strftime("%Y%m%d"),
+                    page_size=QUERY_PAGE_SIZE,
+                    current_page=page,
+                )
+                try:
+                    async with asyncio.timeout(2 * self._timeout_s + 1):
+                        response = await self._client.query_send_details_with_options_async(
+                            request, RuntimeOptions()
+                        )
+                except Exception as exc:
+                    failed = _lookup_failed(exc, (query.to, phone, masked))
+                    log.warning("sms_lookup_failed", code=failed.code, error=failed.detail)
+                    return failed
+                body = getattr(response, "body", None)
+                code = str(getattr(body, "code", "") or "EMPTY_RESPONSE")
+                if body is None or code != "OK":
+                    text = _scrub(str(getattr(body, "message", "") or ""), query.to, phone, masked)
+                    log.warning("sms_lookup_failed", code=code, error=text)
+                    return Lookup.unavailable(code, text)
+                holder = body.sms_send_detail_dtos
+                rows = list((holder.sms_send_detail_dto if holder else None) or [])
+                for row in rows:
+                    if row.out_id == query.out_id:
+                        log.info("sms_lookup_found", send_status=row.send_status)
+                        return Lookup.found(None, code=f"SendStatus={row.send_status}")
+                total = int(body.total_count or 0)
+                if not rows or page * QUERY_PAGE_SIZE >= total:
+                    break
+                page += 1
+        log.info("sms_lookup_not_found", days=len(days))
+        return Lookup.not_found()
+
     def _failed(
         self,
         log: Any,
@@ -181,6 +242,24 @@ class AliyunSmsProvider:
     async def aclose(self) -> None:
         # The SDK opens a fresh aiohttp session per call; nothing to release.
         return None
+
+
+def _lookup_failed(exc: Exception, phones: tuple[str, str, str]) -> Lookup:
+    """A failed QuerySendDetails call: ask again later (an outage feeds the breaker)."""
+    if isinstance(exc, TimeoutError):
+        return Lookup.unavailable("TIMEOUT", "QuerySendDetails timed out", outage=True)
+    if isinstance(exc, AlibabaCloudException):
+        status = exc.status_code
+        text = _scrub(str(exc.message or ""), *phones)
+        outage = status is not None and status >= 500
+        return Lookup.unavailable(str(exc.code or "UNKNOWN_ERROR"), text, outage=outage)
+    if isinstance(exc, UnretryableException):
+        inner = exc.inner_exception
+        network = isinstance(inner, DaraRetryError | OSError | TimeoutError)
+        return Lookup.unavailable(
+            "NETWORK_ERROR" if network else "SDK_ERROR", type(inner).__name__, outage=network
+        )
+    return Lookup.unavailable("SDK_ERROR", type(exc).__name__)
 
 
 def _scrub(text: str, e164: str, national: str, masked: str) -> str:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import datetime
+from typing import Literal, Protocol
 
 
 @dataclass(frozen=True)
@@ -13,7 +14,7 @@ class SmsMessage:
     phone_e164: str  # "+8613800138000"
     template_code: str  # provider template code, e.g. "SMS_123456"
     params: dict[str, str]  # template variables
-    out_id: str  # our id for this (event, recipient) send, passed to the provider as OutId
+    out_id: str  # our id for this (delivery, attempt), passed to the provider as OutId
 
 
 @dataclass(frozen=True)
@@ -30,11 +31,61 @@ class SendResult:
     outage: bool = False
 
 
+@dataclass(frozen=True)
+class SentQuery:
+    """Did this attempt reach the provider? Asked before resending an attempt whose sender
+    died during the call (its outcome was never recorded)."""
+
+    to: str  # E.164 phone (SMS) or openid (WeChat): personal data, never logged
+    out_id: str  # the OutId / SessionContext the attempt carried
+    started_at: datetime  # when the attempt was recorded: the call went out at or after it
+
+
+LookupAnswer = Literal["found", "not_found", "unavailable", "unsupported"]
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """The provider's answer about one attempt.
+
+    * ``found``: the provider took the message (``provider_message_id`` where its query
+      returns one: Tencent's SerialNo; Aliyun's QuerySendDetails carries no BizId);
+    * ``not_found``: it has no such message (final only once the attempt is older than the
+      provider's lag, ``dispatch.reconcile_grace_s``);
+    * ``unavailable``: the query itself failed (network, 5xx, throttling): ask again later;
+    * ``unsupported``: this provider cannot be asked (WeChat has no query API; too old).
+    """
+
+    answer: LookupAnswer
+    provider_message_id: str | None = None
+    code: str = ""
+    detail: str = ""
+    outage: bool = False  # for "unavailable": the provider itself seems down (the breaker)
+
+    @classmethod
+    def found(cls, provider_message_id: str | None, code: str = "FOUND") -> Lookup:
+        return cls("found", provider_message_id=provider_message_id, code=code)
+
+    @classmethod
+    def not_found(cls) -> Lookup:
+        return cls("not_found", code="NOT_FOUND")
+
+    @classmethod
+    def unavailable(cls, code: str, detail: str = "", *, outage: bool = False) -> Lookup:
+        return cls("unavailable", code=code, detail=detail, outage=outage)
+
+    @classmethod
+    def unsupported(cls, detail: str) -> Lookup:
+        return cls("unsupported", code="UNSUPPORTED", detail=detail)
+
+
 class SmsProvider(Protocol):
     name: str
     sign_name: str  # per-number limits are per provider and signature
 
     async def send(self, message: SmsMessage) -> SendResult: ...
+
+    async def find_sent(self, query: SentQuery) -> Lookup: ...
 
     async def aclose(self) -> None: ...
 

@@ -7,11 +7,20 @@ The SDK signs with TC3-HMAC-SHA256 and sends ``POST {protocol}://{endpoint}/`` w
 ``{"Response": {"SendStatusSet": [{"Code": "Ok", "SerialNo": ..}], "RequestId": ..}}``;
 errors of the whole request (authentication, parameters) as
 ``{"Response": {"Error": {"Code", "Message"}, "RequestId"}}``, which the SDK raises.
+
+``SessionContext`` carries our OutId (delivery and attempt). ``PullSmsSendStatusByPhoneNumber``
+(``BeginTime``/``EndTime`` in Unix seconds, at most 7 days back; ``Offset`` fixed at 0;
+``Limit`` ≤ 100) returns the number's status reports,
+``{"PullSmsSendStatusSet": [{"SerialNo", "SessionContext", "ReportStatus", ..}]}``: a message
+appears there once the operator's receipt is in, seconds (sometimes minutes) after the send —
+set ``dispatch.reconcile_grace_s`` accordingly. SessionContext in these reports may need to be
+switched on by Tencent support.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -23,7 +32,7 @@ from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.sms.v20210111 import models
 from tencentcloud.sms.v20210111.sms_client_async import SmsClient
 
-from .base import SendResult, SmsMessage, mask_phone
+from .base import Lookup, SendResult, SentQuery, SmsMessage, mask_phone
 from .settings import TencentSmsSettings
 
 _log = structlog.get_logger(__name__)
@@ -37,6 +46,9 @@ _RETRYABLE_PREFIXES = (
     "FailedOperation.InsufficientBalanceInSmsPackage",
     "ResourceUnavailable",
 )
+PULL_LIMIT = 100  # PullSmsSendStatusByPhoneNumber's maximum (and Offset must be 0)
+PULL_MAX_AGE_S = 7 * 86400
+CLOCK_SKEW_S = 60
 
 
 def is_retryable_code(code: str) -> bool:
@@ -126,6 +138,54 @@ class TencentSmsProvider:
                 retryable=False,
             )
         return self._failed(log, code, text, is_retryable_code(code), request_id=response.RequestId)
+
+    async def find_sent(self, query: SentQuery) -> Lookup:
+        """Look the attempt's SessionContext up among the number's status reports since the
+        attempt started (PullSmsSendStatusByPhoneNumber)."""
+        phone = to_tencent_phone(query.to)
+        masked = mask_phone(query.to)
+        log = _log.bind(phone=masked, out_id=query.out_id)
+        now = int(time.time())
+        begin = int(query.started_at.timestamp()) - CLOCK_SKEW_S
+        if now - begin >= PULL_MAX_AGE_S:
+            return Lookup.unsupported("older than PullSmsSendStatusByPhoneNumber's 7 days")
+        request = models.PullSmsSendStatusByPhoneNumberRequest()
+        request.BeginTime = begin
+        request.EndTime = now + CLOCK_SKEW_S
+        request.Offset = 0
+        request.Limit = PULL_LIMIT
+        request.PhoneNumber = phone
+        request.SmsSdkAppId = self._settings.sms_sdk_app_id
+        try:
+            async with asyncio.timeout(self._settings.timeout_s * 2 + 1):
+                response = await self._client.PullSmsSendStatusByPhoneNumber(request)
+        except TimeoutError:
+            failed = Lookup.unavailable("TIMEOUT", "pull timed out", outage=True)
+        except httpx.HTTPError as exc:
+            failed = Lookup.unavailable("NETWORK_ERROR", type(exc).__name__, outage=True)
+        except TencentCloudSDKException as exc:
+            code = str(exc.get_code() or "SDK_ERROR")
+            outage = code in ("ServerNetworkError", "InternalError") or code.startswith(
+                "InternalError."
+            )
+            failed = Lookup.unavailable(
+                code, _scrub(str(exc.get_message() or ""), phone, masked), outage=outage
+            )
+        except Exception as exc:
+            failed = Lookup.unavailable("SDK_ERROR", type(exc).__name__)
+        else:
+            statuses = list(getattr(response, "PullSmsSendStatusSet", None) or [])
+            for status in statuses:
+                if status.SessionContext == query.out_id:
+                    log.info("sms_lookup_found", report_status=status.ReportStatus)
+                    return Lookup.found(status.SerialNo, code=str(status.ReportStatus or "FOUND"))
+            if len(statuses) >= PULL_LIMIT:
+                # Offset cannot move past the first 100: the answer may be cut off.
+                return Lookup.unsupported("more reports for this number than one pull returns")
+            log.info("sms_lookup_not_found")
+            return Lookup.not_found()
+        log.warning("sms_lookup_failed", code=failed.code, error=failed.detail)
+        return failed
 
     def _failed(
         self,

@@ -23,7 +23,7 @@ import httpx
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from .base import SendResult
+from .base import Lookup, SendResult, SentQuery
 
 _log = structlog.get_logger(__name__)
 
@@ -162,6 +162,11 @@ class WechatProvider:
             )
         retryable = errcode in RETRYABLE or errcode in TOKEN_INVALID
         return self._result(log, False, str(errcode), errmsg, retryable)
+
+    async def find_sent(self, query: SentQuery) -> Lookup:
+        """Template and subscribe messages have no query API: an attempt whose sender died
+        mid-call cannot be checked (the dispatcher falls back to `dispatch.resend_uncertain`)."""
+        return Lookup.unsupported("WeChat has no API to look a sent message up")
 
     async def _post(self, token: str, message: WechatMessage) -> tuple[dict[str, Any], int]:
         data = {k: {"value": v} for k, v in message.params.items()}

@@ -259,6 +259,7 @@ class Dispatcher:
                 error=error,
                 now=done,
                 next_at=done + delay,
+                uncertain=result.uncertain,
             )
             bound.warning(
                 "delivery_retry",

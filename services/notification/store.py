@@ -427,11 +427,15 @@ class NotificationStore:
         error: str,
         now: datetime,
         next_at: datetime,
+        uncertain: bool = False,
     ) -> None:
+        """Try again at `next_at`. An `uncertain` attempt (no answer: it may have gone) keeps
+        no outcome, so the next try asks the provider first (`unresolved_attempt`)."""
         async with self._pool.acquire() as conn, conn.transaction():
-            await self._finish_attempt(
-                conn, delivery_id, attempt, outcome="retry", code=code, now=now
-            )
+            if not uncertain:
+                await self._finish_attempt(
+                    conn, delivery_id, attempt, outcome="retry", code=code, now=now
+                )
             await conn.execute(
                 """UPDATE deliveries SET status = 'pending', lease_until = NULL,
                        last_error = $3, error_code = $4, provider = $5,

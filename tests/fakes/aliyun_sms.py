@@ -38,6 +38,7 @@ Control endpoints:
     GET  /_fake/queries    -> every QuerySendDetails call, with its code
     POST /_fake/query_script {"codes": [...]} -> the same, for the next QuerySendDetails calls
     POST /_fake/query_lag  {"seconds": s} -> a message shows in queries s seconds after its send
+    POST /_fake/send_delay {"seconds": s} -> accepted sends are answered s seconds late
 Every recorded call (attempts, requests, queries) carries ``seq``, the fake's call order.
 
 Run: ``python -m tests.fakes.aliyun_sms --port 18080 [--access-key-id ID --access-key-secret S]``.
@@ -48,6 +49,7 @@ From pytest use :class:`FakeAliyunServer`.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import hmac
 import json
@@ -116,6 +118,7 @@ class FakeState:
         self.queries: list[dict[str, Any]] = []
         self.query_script: deque[str] = deque()
         self.query_lag_s = 0.0
+        self.send_delay_s = 0.0
         self.seq = 0
 
     def next_seq(self) -> int:
@@ -349,6 +352,16 @@ def create_app(credentials: dict[str, str] | None = None) -> FastAPI:
     add_control_routes(app, state)
     add_query_controls(app, state)
 
+    @app.post("/_fake/send_delay")
+    async def send_delay(request: Request) -> JSONResponse:
+        data = await request.json()
+        seconds = data.get("seconds") if isinstance(data, dict) else None
+        if not isinstance(seconds, int | float) or seconds < 0:
+            return JSONResponse(status_code=422, content={"error": "expected {'seconds': s}"})
+        with state.lock:
+            state.send_delay_s = float(seconds)
+        return JSONResponse(content={"ok": True})
+
     @app.api_route("/", methods=["GET", "POST"])
     async def api(request: Request) -> JSONResponse:
         body = await request.body()
@@ -444,6 +457,11 @@ def create_app(credentials: dict[str, str] | None = None) -> FastAPI:
             attempt["seq"] = entry["seq"] = state.next_seq()
             state.attempts.append(attempt)
             state.requests.append(entry)
+            delay = state.send_delay_s
+        if delay:
+            # Accepted and recorded, but the answer comes late: the caller may time out
+            # without knowing the message went (an uncertain outcome).
+            await asyncio.sleep(delay)
         return _business("OK", "OK", BizId=biz_id)
 
     return app
@@ -488,6 +506,12 @@ class FakeAliyunServer(FakeProcess):
     def script_queries(self, codes: list[str]) -> None:
         """The next look-ups answer with these codes ("HTTP_503", "Throttling.User", "OK")."""
         httpx.post(f"{self.base_url}/_fake/query_script", json={"codes": codes}).raise_for_status()
+
+    def send_delay(self, seconds: float) -> None:
+        """Accepted messages are answered only after this long (a lost/late response)."""
+        httpx.post(
+            f"{self.base_url}/_fake/send_delay", json={"seconds": seconds}
+        ).raise_for_status()
 
     def query_lag(self, seconds: float) -> None:
         """Accepted messages show in look-ups only this long after they were sent."""

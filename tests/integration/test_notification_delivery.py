@@ -384,3 +384,52 @@ async def test_a_sender_that_died_before_the_provider_got_it_is_looked_up_then_s
     assert "delivery_reconciled_not_sent" in events
     assert "delivery_resend_after_unknown_outcome" not in events
     assert_no_personal_data(logs)
+
+
+async def test_a_send_whose_answer_never_came_is_looked_up_not_sent_again(prepared, fake, logs):
+    """Aliyun took the message but its answer came after our timeout: the attempt keeps no
+    outcome, and the next try finds the OutId at the provider instead of sending twice."""
+    settings = prepared.sms.model_copy(
+        update={"aliyun": prepared.sms.aliyun.model_copy(update={"timeout_ms": 300})}
+    )
+    pool = await open_pool(prepared.database.url, SCHEMA)
+    store = NotificationStore(pool, topic_prefix=prepared.kafka.topic_prefix)
+    provider = build_sms_provider(settings)
+    clock = [datetime.now(UTC)]
+    dispatcher = handlers.Dispatcher(
+        store,
+        provider,
+        prepared.dispatch.model_copy(update={"reconcile_grace_s": 60}),
+        prepared.templates,
+        limits=RateLimitSettings(enabled=False),
+        clock=lambda: clock[0],
+    )
+    fake.send_delay(5)
+    try:
+        envelope = assigned()
+        planned = [p for p in domain.plan_deliveries(envelope) if p.recipient_kind == "department"]
+        await store.plan(Delivery("t", "t", 0, 0), envelope, planned)
+        started = clock[0] = datetime.now(UTC)
+        assert await dispatcher.dispatch_once() == 1  # sent, but the answer timed out
+        [attempt] = await pool.fetch("SELECT attempt, outcome, code FROM delivery_attempts")
+        assert (attempt["attempt"], attempt["outcome"]) == (1, None), attempt["code"]
+        assert len(fake.requests()) == 1
+        fake.send_delay(0)
+
+        clock[0] = started + timedelta(seconds=61)
+        assert await dispatcher.dispatch_once() == 1
+        attempts = await pool.fetch(
+            "SELECT attempt, outcome FROM delivery_attempts ORDER BY attempt"
+        )
+        assert [tuple(a) for a in attempts] == [(1, "sent")]
+        status = await pool.fetchval("SELECT status FROM deliveries")
+        assert status == "sent"
+        assert len(fake.requests()) == 1, "the message went out twice"
+    finally:
+        fake.send_delay(0)
+        await provider.aclose()
+        await pool.close()
+    events = [entry["event"] for entry in logs]
+    assert "delivery_reconciled_sent" in events
+    assert "delivery_resend_after_unknown_outcome" not in events
+    assert_no_personal_data(logs)

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import structlog
 from alibabacloud_dysmsapi20170525.client import Client
 from alibabacloud_dysmsapi20170525.models import QuerySendDetailsRequest, SendSmsRequest
@@ -113,7 +114,9 @@ class AliyunSmsProvider:
             async with asyncio.timeout(2 * self._timeout_s + 1):
                 response = await self._client.send_sms_async(request)
         except TimeoutError:
-            return self._failed(log, "TIMEOUT", "SendSms timed out", retryable=True, outage=True)
+            return self._failed(
+                log, "TIMEOUT", "SendSms timed out", retryable=True, outage=True, uncertain=True
+            )
         except AlibabaCloudException as exc:
             code = str(exc.code or "UNKNOWN_ERROR")
             status = exc.status_code
@@ -138,7 +141,14 @@ class AliyunSmsProvider:
             code = "NETWORK_ERROR" if network else "SDK_ERROR"
             detail = inner.message if isinstance(inner, DaraRetryError) else repr(inner)
             text = _scrub(str(detail), message.phone_e164, phone, masked)
-            return self._failed(log, code, text, retryable=True, outage=network)
+            return self._failed(
+                log,
+                code,
+                text,
+                retryable=True,
+                outage=network,
+                uncertain=_may_have_been_sent(inner),
+            )
         except Exception as exc:
             text = _scrub(f"{type(exc).__name__}: {exc}", message.phone_e164, phone, masked)
             return self._failed(log, "SDK_ERROR", text, retryable=True)
@@ -220,6 +230,7 @@ class AliyunSmsProvider:
         status: int | None = None,
         request_id: str | None = None,
         outage: bool = False,
+        uncertain: bool = False,
     ) -> SendResult:
         log.warning(
             "sms_send_failed",
@@ -237,11 +248,28 @@ class AliyunSmsProvider:
             message=text,
             retryable=retryable,
             outage=outage,
+            uncertain=uncertain,
         )
 
     async def aclose(self) -> None:
         # The SDK opens a fresh aiohttp session per call; nothing to release.
         return None
+
+
+def _may_have_been_sent(inner: BaseException | None) -> bool:
+    """The SDK turns every I/O error into RetryError(str(e)); the original is its context. A
+    request that got no answer (read timeout, connection dropped mid-response) may have been
+    taken; one that never connected was not."""
+    original = inner.__context__ if isinstance(inner, DaraRetryError) else inner
+    if isinstance(original, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+        return False
+    return isinstance(
+        original,
+        aiohttp.SocketTimeoutError
+        | aiohttp.ServerDisconnectedError
+        | aiohttp.ClientPayloadError
+        | TimeoutError,
+    )
 
 
 def _lookup_failed(exc: Exception, phones: tuple[str, str, str]) -> Lookup:

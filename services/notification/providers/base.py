@@ -29,6 +29,10 @@ class SendResult:
     retryable: bool  # True for throttling / network / 5xx
     # The provider itself seems down (network error, timeout, 5xx): feeds the circuit breaker.
     outage: bool = False
+    # The request may have reached the provider but no answer came back (a read timeout, a
+    # connection dropped mid-response): like a sender that died mid-call, the attempt is left
+    # without outcome and the provider is asked before anything is sent again.
+    uncertain: bool = False
 
 
 @dataclass(frozen=True)

@@ -99,9 +99,15 @@ class TencentSmsProvider:
             async with asyncio.timeout(self._settings.timeout_s * 2 + 1):
                 response = await self._client.SendSms(request)
         except TimeoutError:
-            return self._failed(log, "TIMEOUT", "SendSms timed out", True, outage=True)
+            return self._failed(
+                log, "TIMEOUT", "SendSms timed out", True, outage=True, uncertain=True
+            )
         except httpx.HTTPError as exc:
-            return self._failed(log, "NETWORK_ERROR", type(exc).__name__, True, outage=True)
+            # Only a failed connect proves the request never reached Tencent.
+            sent_maybe = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+            return self._failed(
+                log, "NETWORK_ERROR", type(exc).__name__, True, outage=True, uncertain=sent_maybe
+            )
         except TencentCloudSDKException as exc:
             code = str(exc.get_code() or "SDK_ERROR")
             text = _scrub(str(exc.get_message() or ""), phone, masked)
@@ -196,6 +202,7 @@ class TencentSmsProvider:
         *,
         outage: bool = False,
         request_id: str | None = None,
+        uncertain: bool = False,
     ) -> SendResult:
         log.warning(
             "sms_send_failed", code=code, error=text, retryable=retryable, request_id=request_id
@@ -208,6 +215,7 @@ class TencentSmsProvider:
             message=text,
             retryable=retryable,
             outage=outage,
+            uncertain=uncertain,
         )
 
     async def aclose(self) -> None:

@@ -57,7 +57,13 @@ def topic_prefix() -> str:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Route in-process logs (structlog and stdlib) to a file the PII scan reads at the end."""
+    """Route in-process logs (structlog and stdlib) to a file the PII scan reads at the end.
+
+    The services' own DSNs of a sourced `.stack/<profile>/env` (MINYI_<SERVICE>__DATABASE__URL)
+    are dropped: in-process code uses the DSN a test gives it, service processes the role DSN
+    tests/processes.service_env provisions in the test's database."""
+    for name in [n for n in os.environ if n.startswith("MINYI_") and n.endswith("__DATABASE__URL")]:
+        del os.environ[name]
     import logging
     import tempfile
     from pathlib import Path

@@ -1,30 +1,48 @@
-"""Services run as real processes (`python -m services.<name> serve`), as in production."""
+"""Services run as real processes (`python -m services.<name> serve`), as in production: each
+connects to PostgreSQL as its own role, limited to its own schema (shared/db/roles.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 
+from shared.db import roles
 from tests import pii_scan
 from tests.fakes.runner import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def service_database_url(name: str, database_url: str) -> str:
+    """Provision `name`'s role in the database of the administrator DSN `database_url` (its
+    schema, owned by it, whatever an administrator created there before included) and return
+    the service's own DSN. Callable from inside an event loop."""
+    role = roles.ServiceRole(name, roles.DEV_PASSWORD)
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, roles.provision_url(database_url, [role])).result()
+    return roles.role_url(database_url, role)
+
+
 def service_env(
     name: str, *, database_url: str, topic_prefix: str, extra: dict[str, str] | None = None
 ) -> dict[str, str]:
+    """The environment of service `name`'s processes (migrate, seed, serve, its CLI): its own
+    role's DSN, never the administrator's `database_url`."""
     prefix = f"MINYI_{name.upper()}__"
+    own_url = service_database_url(name, database_url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINYI_")}
     env.update(
         {
-            "DATABASE_URL": database_url,
+            "DATABASE_URL": own_url,
+            f"{prefix}DATABASE__URL": own_url,
             f"{prefix}KAFKA__TOPIC_PREFIX": topic_prefix,
             f"{prefix}KAFKA__RETRY_BACKOFF_S": "0.05",
             f"{prefix}OUTBOX__POLL_INTERVAL_S": "0.5",

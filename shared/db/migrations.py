@@ -2,7 +2,8 @@
 
 A service's migrations are the shared plumbing (outbox, processed messages) followed by its own
 `migrations/NNNN_name.sql` files. Applied by `python -m services.<name> migrate`, never at
-import or start-up; a service refuses to start while its schema is behind.
+import or start-up; a service refuses to start while its schema is behind. They run as the
+service's own role, which owns its schema (shared/db/roles.py), or as an administrator.
 """
 
 from __future__ import annotations
@@ -41,7 +42,16 @@ def load_migrations(service_dir: Path) -> list[Migration]:
 
 
 async def _ensure_table(conn: asyncpg.Connection[Any], schema: str) -> None:
-    await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    # Not `CREATE SCHEMA IF NOT EXISTS`: PostgreSQL checks the database's CREATE right before
+    # it looks, and a service's own role (shared/db/roles.py) has the schema but not that right.
+    if await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema) is None:
+        try:
+            await conn.execute(f'CREATE SCHEMA "{schema}"')
+        except asyncpg.InsufficientPrivilegeError as exc:
+            raise RuntimeError(
+                f"schema {schema!r} does not exist and this role may not create it: "
+                "provision the roles first (python -m shared.cli db-provision)"
+            ) from exc
     await conn.execute(
         f"""CREATE TABLE IF NOT EXISTS "{schema}".schema_migrations (
               name text PRIMARY KEY,

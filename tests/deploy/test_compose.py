@@ -113,6 +113,24 @@ def test_the_services_run_one_image_after_the_migrations():
         assert service["cap_drop"] == ["ALL"]
 
 
+def test_each_service_connects_as_its_own_role_and_only_migrate_is_administrator():
+    services = compose()["services"]
+    migrate = services["migrate"]["environment"]
+    for name in SERVICES:
+        variable = f"MINYI_{name.upper()}__DATABASE__URL"
+        environment = services[name]["environment"]
+        own = environment[variable]
+        assert own.startswith(f"postgresql://minyi_{name}:${{{name.upper()}_DB_PASSWORD:-")
+        assert own.endswith("@postgres:5432/minyi")
+        assert migrate[variable] == own
+        assert "DATABASE_URL" not in environment
+        others = {k for k in environment if k.endswith("__DATABASE__URL")} - {variable}
+        assert not others, f"{name}: {others}"
+    assert migrate["DATABASE_URL"].startswith("postgresql://minyi:")
+    script = services["migrate"]["command"][0].splitlines()
+    assert script[0] == "python -m shared.cli db-provision"  # roles before any migration
+
+
 def test_long_running_services_have_healthchecks_and_data_is_in_named_volumes():
     data = compose()
     for name, service in data["services"].items():

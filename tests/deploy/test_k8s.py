@@ -47,7 +47,10 @@ CONSUMED = {
 }
 # Secrets the operator creates (documented in deploy/k8s/README.md), with their keys.
 OPERATOR_SECRETS = {
-    "minyi-secrets": {"DATABASE_URL", "MINYI_AUTH_SECRET"},
+    # One DSN per service, its own role (shared/db/roles.py).
+    "minyi-secrets": {f"{s.upper()}_DATABASE_URL" for s in SERVICES} | {"MINYI_AUTH_SECRET"},
+    # The administrator: the migrations Job's provisioning step only.
+    "minyi-db-admin": {"DATABASE_URL"},
     "minyi-sms": {
         "ALIYUN_ACCESS_KEY_ID",
         "ALIYUN_ACCESS_KEY_SECRET",
@@ -271,6 +274,44 @@ def test_the_migrations_job_is_named_after_the_release(overlay):
     script = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
     for service in SERVICES:
         assert f"python -m services.{service} migrate" in script
+
+
+def _secret_env(container: Manifest) -> dict[str, tuple[str, str]]:
+    """Variable -> (Secret, key) of a container's secretKeyRef variables."""
+    return {
+        env["name"]: (ref["name"], ref["key"])
+        for env in container.get("env", [])
+        if (ref := env.get("valueFrom", {}).get("secretKeyRef"))
+    }
+
+
+def _own_dsn(service: str) -> tuple[str, tuple[str, str]]:
+    return f"MINYI_{service.upper()}__DATABASE__URL", (
+        "minyi-secrets",
+        f"{service.upper()}_DATABASE_URL",
+    )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_service_connects_with_its_own_database_role(overlay):
+    """A service's pods get its own DSN only; the administrator's only the Job's provisioning."""
+    manifests = render(overlay)
+    for d in of_kind(manifests, "Deployment"):
+        service = d["metadata"]["name"]
+        variable, source = _own_dsn(service)
+        for c in _containers(d["spec"]["template"]["spec"]):
+            secrets = _secret_env(c)
+            assert secrets.get(variable) == source, f"{service}/{c['name']}"
+            databases = {k: v for k, v in secrets.items() if "DATABASE" in k or "DATABASE" in v[1]}
+            assert databases == {variable: source}, f"{service}/{c['name']}: {databases}"
+    (job,) = of_kind(manifests, "Job")
+    spec = job["spec"]["template"]["spec"]
+    (provision,) = spec["initContainers"]
+    assert provision["command"] == ["python", "-m", "shared.cli", "db-provision"]
+    own = dict(_own_dsn(s) for s in SERVICES)
+    assert _secret_env(provision) == {**own, "DATABASE_URL": ("minyi-db-admin", "DATABASE_URL")}
+    (migrate,) = spec["containers"]
+    assert _secret_env(migrate) == own  # migrations and seeds as each service's role
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

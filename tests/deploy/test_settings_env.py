@@ -77,6 +77,8 @@ def plausible(cls: type[BaseModel], path: list[str]) -> str:
             return str(typing.get_args(annotation)[0])
         if isinstance(default, SecretStr):
             return default.get_secret_value() or "x" * 32
+        if annotation is SecretStr:
+            return "x" * 32  # a secret without default (a token, a key)
         if isinstance(default, bool):
             return str(default).lower()
         if default is not PydanticUndefined and default not in (None, ""):

@@ -13,7 +13,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.metrics import HTTP_REQUESTS, HTTP_SECONDS
 
@@ -91,27 +93,60 @@ def install_common(app: FastAPI, *, service: str, ready: ReadyCheck) -> None:
             status_code=500,
         )
 
-    @app.middleware("http")
-    async def red_metrics(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+    app.add_middleware(RedMetrics, service=service)
+
+
+class RedMetrics:
+    """Rate, errors, duration per route, and the request's correlation id: pure ASGI (no
+    per-request task group, unlike `BaseHTTPMiddleware`, which cost a quarter of intake's CPU).
+
+    One id finds everything about an opinion: taken from the caller (if it is a UUID), replaced
+    by a handler that knows the opinion's own (`request.state.correlation_id`), bound to every
+    log line of the request and returned in the response header."""
+
+    def __init__(self, app: ASGIApp, *, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        # One id finds everything about an opinion: taken from the caller (if it is a UUID),
-        # replaced by a handler that knows the opinion's own (request.state.correlation_id),
-        # bound to every log line of the request and returned in the response header.
-        correlation_id = _uuid_or_none(request.headers.get(CORRELATION_HEADER)) or str(uuid4())
-        request.state.correlation_id = correlation_id
+        header = _header(scope, CORRELATION_HEADER_BYTES)
+        correlation_id = _uuid_or_none(header) or str(uuid4())
+        state = scope.setdefault("state", {})
+        state["correlation_id"] = correlation_id
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                headers = MutableHeaders(scope=message)
+                headers[CORRELATION_HEADER] = str(state.get("correlation_id", correlation_id))
+            await send(message)
+
         structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
         try:
-            response = await call_next(request)
+            await self.app(scope, receive, send_with_id)
         finally:
             structlog.contextvars.unbind_contextvars("correlation_id")
-        response.headers[CORRELATION_HEADER] = str(request.state.correlation_id)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        HTTP_REQUESTS.labels(service, request.method, path, str(response.status_code)).inc()
-        HTTP_SECONDS.labels(service, request.method, path).observe(time.perf_counter() - started)
-        return response
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            method = scope["method"]
+            HTTP_REQUESTS.labels(self.service, method, path, str(status)).inc()
+            HTTP_SECONDS.labels(self.service, method, path).observe(time.perf_counter() - started)
+
+
+CORRELATION_HEADER_BYTES = CORRELATION_HEADER.lower().encode("latin-1")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers") or ():
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
 
 
 def _uuid_or_none(value: str | None) -> str | None:

@@ -393,10 +393,21 @@ class EvaluationStore:
         ]
 
     async def stations_of_town(self, town_id: str) -> list[str]:
+        # The stations named by the town's cases, by a loose index scan of
+        # case_facts_town_station: one probe per station, not a read of every case.
         rows = await self._pool.fetch(
-            """SELECT station_id FROM stations WHERE town_id = $1
-               UNION SELECT DISTINCT station_id FROM case_facts
-                     WHERE town_id = $1 AND station_id IS NOT NULL
+            """WITH RECURSIVE named AS (
+                   (SELECT station_id FROM case_facts
+                    WHERE town_id = $1 AND station_id IS NOT NULL
+                    ORDER BY station_id LIMIT 1)
+                   UNION ALL
+                   SELECT (SELECT f.station_id FROM case_facts f
+                           WHERE f.town_id = $1 AND f.station_id > named.station_id
+                           ORDER BY f.station_id LIMIT 1)
+                   FROM named WHERE named.station_id IS NOT NULL
+               )
+               SELECT station_id FROM stations WHERE town_id = $1
+               UNION SELECT station_id FROM named WHERE station_id IS NOT NULL
                ORDER BY 1""",
             town_id,
         )

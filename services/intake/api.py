@@ -26,8 +26,16 @@ from services.intake.domain import (
     not_in_future,
     request_fingerprint,
 )
+from services.intake.reference_cache import ReferenceCache
 from services.intake.settings import IntakeSettings
-from services.intake.store import IdempotencyConflict, IdempotencyKey, IntakeStore
+from services.intake.store import (
+    IdempotencyConflict,
+    IdempotencyKey,
+    IntakeStore,
+    PendingSave,
+    Saved,
+)
+from services.intake.writer import GroupWriter
 from shared.auth import Principal, Role, principal_dependency
 from shared.events import Channel
 from shared.ratelimit import RateLimiter
@@ -179,6 +187,28 @@ class Deps:
     settings: IntakeSettings
     limiter: RateLimiter
     clock: Callable[[], datetime] = _system_clock  # tests inject their own (station rules)
+    references: ReferenceCache | None = None  # None: read the tables on every request
+    writer: GroupWriter | None = None  # None: one transaction per request
+
+    async def reference_snapshot(self, request: Request) -> ReferenceSnapshot:
+        if self.references is not None:
+            return await self.references.get()
+        return await self.store_of(request).reference_snapshot()
+
+    async def save_opinions(
+        self,
+        request: Request,
+        opinions: list[Opinion],
+        *,
+        response: dict[str, Any],
+        idempotency: IdempotencyKey | None,
+    ) -> Saved:
+        """Commit the opinions with their outbox rows and key (group commit when enabled)."""
+        if self.writer is not None:
+            return await self.writer.save(PendingSave(opinions, response, idempotency))
+        return await self.store_of(request).save_opinions(
+            opinions, response=response, idempotency=idempotency
+        )
 
     def receipt(self, opinion: Opinion) -> dict[str, Any]:
         return ReceiptOut(
@@ -279,8 +309,8 @@ def build_router(deps: Deps) -> APIRouter:
         idempotency: IdempotencyKey | None,
     ) -> dict[str, Any]:
         try:
-            saved = await deps.store_of(request).save_opinions(
-                opinions, response=result, idempotency=idempotency
+            saved = await deps.save_opinions(
+                request, opinions, response=result, idempotency=idempotency
             )
         except IdempotencyConflict as exc:
             raise conflict() from exc
@@ -329,7 +359,7 @@ def build_router(deps: Deps) -> APIRouter:
             )
             if body.voter_phone:
                 deps.limiter.hit(per_phone, "phone", body.voter_phone, what="for this phone")
-        snapshot = await deps.store_of(request).reference_snapshot()
+        snapshot = await deps.reference_snapshot(request)
         problems = snapshot.problems(
             station_id=body.station_id, category_id=body.category_id, deputy_id=body.deputy_id
         )
@@ -387,7 +417,7 @@ def build_router(deps: Deps) -> APIRouter:
         idempotency_key: IdempotencyHeader = None,
     ) -> dict[str, Any]:
         check_staff(principal, station_id)
-        snapshot = await deps.store_of(request).reference_snapshot()
+        snapshot = await deps.reference_snapshot(request)
         problems = [
             FieldProblem(p.field, p.message)
             for p in snapshot.problems(
@@ -430,7 +460,7 @@ def build_router(deps: Deps) -> APIRouter:
         idempotency_key: IdempotencyHeader = None,
     ) -> dict[str, Any]:
         check_staff(principal, station_id)
-        snapshot = await deps.store_of(request).reference_snapshot()
+        snapshot = await deps.reference_snapshot(request)
         problems = _batch_problems(snapshot, station_id, body.items)
         if problems:
             raise invalid(problems)
@@ -576,9 +606,8 @@ def _wechat_router(deps: Deps, per_address: Any, per_openid: Any) -> APIRouter:
         if len(content) > CONTENT_MAX:
             return reply(f"内容过长，请分几条发送（每条不超过{CONTENT_MAX}字）。")
         deps.limiter.hit(per_openid, "openid", message.from_user, what="from this account")
-        store = deps.store_of(request)
         station_id = settings.wechat.station_id
-        town_id = await store.station_town(station_id)
+        town_id = (await deps.reference_snapshot(request)).station_towns.get(station_id)
         if town_id is None:
             log.error("wechat_station_unknown", station_id=station_id)
             raise HTTPException(503, detail={"message": "WeChat intake is not configured."})
@@ -608,8 +637,8 @@ def _wechat_router(deps: Deps, per_address: Any, per_openid: Any) -> APIRouter:
             ),
         )
         try:
-            saved = await store.save_opinions(
-                [opinion], response=deps.receipt(opinion), idempotency=idem
+            saved = await deps.save_opinions(
+                request, [opinion], response=deps.receipt(opinion), idempotency=idem
             )
         except IdempotencyConflict as exc:
             raise HTTPException(409, detail={"message": "MsgId seen with other content."}) from exc

@@ -14,12 +14,14 @@ from fastapi.responses import JSONResponse
 from faststream.kafka.annotations import KafkaMessage
 
 from services.intake import handlers
-from services.intake.api import Deps, build_router
+from services.intake.api import Deps, _system_clock, build_router
 from services.intake.domain import SERVICE
 from services.intake.reference_api import build_reference_router
+from services.intake.reference_cache import ReferenceCache
 from services.intake.settings import IntakeSettings
 from services.intake.stations_api import build_stations_router
 from services.intake.store import IntakeStore, ReferenceStore
+from services.intake.writer import GroupWriter
 from shared import topics
 from shared.db.pool import create_pool
 from shared.events import (
@@ -136,6 +138,10 @@ def build_app(settings: IntakeSettings, *, clock: Callable[[], datetime] | None 
         description="Takes voters' opinions from every channel (online form, WeChat, station "
         "staff, batches, imports) and gives tracking receipts.",
         lifespan=runtime.lifespan,
+        # No OpenTelemetry here (Prometheus metrics instead): FastAPI's native telemetry
+        # otherwise asks the global OTel providers on every request (≈ 10 % of intake's CPU
+        # at load, docs/bench/profiles/intake-after.txt).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
 
     def store_of(_request: Request) -> IntakeStore:
@@ -168,17 +174,42 @@ def build_app(settings: IntakeSettings, *, clock: Callable[[], datetime] | None 
         enabled=settings.rate_limit.enabled,
         trust_forwarded_for=settings.rate_limit.trust_forwarded_for,
     )
-    deps = (
-        Deps(store_of, settings, limiter)
-        if clock is None
-        else Deps(store_of, settings, limiter, clock)
+
+    def store() -> IntakeStore:
+        return IntakeStore(runtime.pool, topic_prefix=settings.kafka.topic_prefix)
+
+    references = ReferenceCache(
+        lambda: store().reference_snapshot(), ttl_s=settings.reference_cache.ttl_s
+    )
+    writer = None
+    if settings.write.group_commit:
+        writer = GroupWriter(
+            lambda pending: store().save_many(pending),
+            lambda p: store().save_opinions(
+                p.opinions, response=p.response, idempotency=p.idempotency
+            ),
+            writers=settings.write.writers,
+            max_rows=settings.write.max_rows,
+        )
+        runtime.closers.append(writer.close)  # before the pool closes
+    deps = Deps(
+        store_of,
+        settings,
+        limiter,
+        clock or _system_clock,
+        references=references,
+        writer=writer,
     )
     app.include_router(build_router(deps))
     app.include_router(build_stations_router(deps))
     app.include_router(
         build_reference_router(
             settings.auth,
-            lambda _r: ReferenceStore(runtime.pool, topic_prefix=settings.kafka.topic_prefix),
+            lambda _r: ReferenceStore(
+                runtime.pool,
+                topic_prefix=settings.kafka.topic_prefix,
+                on_change=references.invalidate,
+            ),
         )
     )
     app.add_middleware(
@@ -188,6 +219,7 @@ def build_app(settings: IntakeSettings, *, clock: Callable[[], datetime] | None 
     )
     app.state.runtime = runtime
     app.state.limiter = limiter
+    app.state.references = references
     return app
 
 

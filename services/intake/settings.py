@@ -43,6 +43,27 @@ class RateLimitSettings(_Section):
     )
 
 
+class ReferenceCacheSettings(_Section):
+    """Live stations, categories and deputies, cached in process (not read per request)."""
+
+    ttl_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="A change made by another replica or the CLI is seen within this many "
+        "seconds (this process's own admin changes at once); 0 reads the tables per request.",
+    )
+
+
+class WriteSettings(_Section):
+    """Group commit: opinions queued by concurrent requests commit in one transaction."""
+
+    group_commit: bool = Field(
+        default=True, description="False: one transaction per request (the direct path)."
+    )
+    writers: int = Field(default=2, ge=1, le=16, description="Transactions in flight at once.")
+    max_rows: int = Field(default=1000, ge=1, description="Opinions per transaction at most.")
+
+
 class WeChatSettings(_Section):
     """The official account's server callback (plaintext mode)."""
 
@@ -71,6 +92,8 @@ class IntakeSettings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     wechat: WeChatSettings = Field(default_factory=WeChatSettings)
+    reference_cache: ReferenceCacheSettings = Field(default_factory=ReferenceCacheSettings)
+    write: WriteSettings = Field(default_factory=WriteSettings)
     public_base_url: str = Field(
         default="http://127.0.0.1:8001", description="Where voters follow their receipt."
     )

@@ -3,11 +3,13 @@ the voter's stage history, the seed. Every write is one transaction with its out
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
+
+import orjson
 
 from services.intake.domain import (
     CHINA,
@@ -48,6 +50,26 @@ class IdempotencyConflict(Exception):
 class Saved:
     response: dict[str, Any]
     replayed: bool
+
+
+@dataclass(frozen=True)
+class PendingSave:
+    """One request's opinions, its response and its key, waiting for a group commit."""
+
+    opinions: Sequence[Opinion]
+    response: dict[str, Any]
+    idempotency: IdempotencyKey | None = None
+
+
+_CLAIM_KEYS = """
+INSERT INTO idempotency_keys (scope, key, request_hash, response)
+SELECT s, k, h, r::jsonb
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(s, k, h, r)
+ON CONFLICT DO NOTHING RETURNING scope, key"""
+_EARLIER_KEYS = """
+SELECT i.scope, i.key, i.request_hash, i.response
+FROM idempotency_keys i
+JOIN unnest($1::text[], $2::text[]) AS t(s, k) ON (i.scope, i.key) = (t.s, t.k)"""
 
 
 def _row(o: Opinion) -> tuple[Any, ...]:
@@ -111,6 +133,67 @@ class IntakeStore:
                 topic_prefix=self._topic_prefix,
             )
         return Saved(response=response, replayed=False)
+
+    async def save_many(self, pending: Sequence[PendingSave]) -> list[Saved | IdempotencyConflict]:
+        """Several requests' opinions in ONE transaction (group commit): for each request, in
+        order, what `save_opinions` would have given it — Saved (new or replayed) or
+        IdempotencyConflict. If anything fails, nothing is written (the caller retries the
+        requests one by one). A key used twice in the batch behaves as two requests in a row.
+        """
+        outcomes: list[Saved | IdempotencyConflict | None] = [None] * len(pending)
+        async with self._pool.acquire() as conn, conn.transaction():
+            claims: dict[tuple[str, str], int] = {}  # (scope, key) → the first item naming it
+            for i, p in enumerate(pending):
+                if p.idempotency is not None:
+                    claims.setdefault((p.idempotency.scope, p.idempotency.key), i)
+            claimed: set[tuple[str, str]] = set()
+            if claims:
+                order = sorted(claims)  # one lock order for concurrent writers
+                first = [pending[claims[k]] for k in order]
+                rows = await conn.fetch(
+                    _CLAIM_KEYS,
+                    [s for s, _ in order],
+                    [k for _, k in order],
+                    [p.idempotency.request_hash for p in first if p.idempotency],
+                    [orjson.dumps(p.response).decode() for p in first],
+                )
+                claimed = {(r["scope"], r["key"]) for r in rows}
+            seen: list[tuple[int, tuple[str, str]]] = []  # keys used before (or earlier here)
+            for i, p in enumerate(pending):
+                if p.idempotency is not None:
+                    k = (p.idempotency.scope, p.idempotency.key)
+                    if not (k in claimed and claims[k] == i):
+                        seen.append((i, k))
+            if seen:
+                wanted = sorted({k for _, k in seen})
+                earlier = {
+                    (r["scope"], r["key"]): r
+                    for r in await conn.fetch(
+                        _EARLIER_KEYS, [s for s, _ in wanted], [k for _, k in wanted]
+                    )
+                }
+                for i, k in seen:
+                    idem = pending[i].idempotency
+                    assert idem is not None
+                    assert k in earlier
+                    if earlier[k]["request_hash"] != idem.request_hash:
+                        outcomes[i] = IdempotencyConflict(idem.key)
+                    else:
+                        outcomes[i] = Saved(response=earlier[k]["response"], replayed=True)
+            fresh = [p for p, o in zip(pending, outcomes, strict=True) if o is None]
+            if fresh:
+                await conn.executemany(
+                    _INSERT_OPINION, [_row(o) for p in fresh for o in p.opinions]
+                )
+                await add_to_outbox(
+                    conn,
+                    [e for p in fresh for o in p.opinions for e in o.envelopes()],
+                    topic_prefix=self._topic_prefix,
+                )
+        return [
+            o if o is not None else Saved(response=p.response, replayed=False)
+            for p, o in zip(pending, outcomes, strict=True)
+        ]
 
     async def import_opinions(self, opinions: Sequence[Opinion]) -> int:
         """Insert the rows not imported before (by import key); returns how many were new."""
@@ -436,11 +519,21 @@ async def _snapshot(conn: Connection) -> ReferenceSnapshot:
 
 
 class ReferenceStore:
-    """Upserts and retirements of reference records, each with its reference.changed event."""
+    """Upserts and retirements of reference records, each with its reference.changed event.
 
-    def __init__(self, pool: Pool, *, topic_prefix: str = "") -> None:
+    `on_change` is called after each committed change (intake's reference cache forgets its
+    snapshot)."""
+
+    def __init__(
+        self, pool: Pool, *, topic_prefix: str = "", on_change: Callable[[], None] | None = None
+    ) -> None:
         self._pool = pool
         self._topic_prefix = topic_prefix
+        self._on_change = on_change
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
 
     async def missing_parents(self, kind: Kind, record: dict[str, Any]) -> list[str]:
         missing = []
@@ -476,6 +569,7 @@ class ReferenceStore:
         async with self._pool.acquire() as conn, conn.transaction():
             envelope = await self.upsert(conn, kind, record, by=by, revive=True)
             await add_to_outbox(conn, [envelope], topic_prefix=self._topic_prefix)
+        self._changed()
         return envelope
 
     async def retire(self, kind: Kind, record_id: str, *, by: str) -> EventEnvelope | None:
@@ -491,6 +585,7 @@ class ReferenceStore:
                 kind.name, record_id, dict(row), retired=True, at=datetime.now(UTC), by=by
             )
             await add_to_outbox(conn, [envelope], topic_prefix=self._topic_prefix)
+        self._changed()
         return envelope
 
     async def seed(self, ref: ReferenceData) -> str:
@@ -501,6 +596,7 @@ class ReferenceStore:
                 for kind, row in records(ref)
             ]
             await add_to_outbox(conn, envelopes, topic_prefix=self._topic_prefix)
+        self._changed()
         return (
             f"intake: {len(ref.towns)} towns, {len(ref.stations)} stations, "
             f"{len(ref.categories)} categories, {len(ref.departments)} departments, "

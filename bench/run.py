@@ -124,10 +124,15 @@ def start_services(
         run_command(name, "migrate", env)
         run_command(name, "seed", env)
         processes[name] = ServiceProcess(name, env, log_dir)
-    for p in processes.values():
-        p.start(wait_ready=False)
-    for p in processes.values():
-        p.wait_ready()
+    try:
+        for p in processes.values():
+            p.start(wait_ready=False)
+        for p in processes.values():
+            p.wait_ready()
+    except BaseException:
+        for p in processes.values():  # a service that never got ready: leave nothing running
+            p.stop()
+        raise
     return processes
 
 
@@ -283,6 +288,14 @@ def bench_deadlines(infra_db: str, sizes: str, rate: int, duration: float) -> di
     return result
 
 
+def bench_kpi(infra_db: str, facts: int, log_dir: Path) -> dict[str, Any]:
+    """evaluation's KPI queries with a year of data (bench/kpi_queries.py), fresh database."""
+    from bench import kpi_queries
+
+    with fresh_database(infra_db) as db:
+        return kpi_queries.run(db, facts=facts, chunk=min(facts, 1_000_000), log_dir=log_dir)
+
+
 def write_outputs(results: dict[str, Any]) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
@@ -335,13 +348,17 @@ def main(
     duration: Annotated[float, typer.Option(help="Seconds per step.")] = 20.0,
     deadline_sizes: Annotated[str, typer.Option()] = "10000,100000,1000000",
     deadline_rate: Annotated[int, typer.Option()] = 1000,
+    kpi_facts: Annotated[
+        int, typer.Option(help="case_facts rows for the KPI part (a case per opinion).")
+    ] = 20_000_000,
     only: Annotated[
-        str, typer.Option(help="raw,intake,e2e,deadlines")
-    ] = "raw,intake,e2e,deadlines",
+        str, typer.Option(help="raw,intake,e2e,deadlines,kpi")
+    ] = "raw,intake,e2e,deadlines,kpi",
 ) -> None:
     if quick:
         duration = 3.0
         deadline_sizes = "10000"
+        kpi_facts = 200_000
     infra, stop = start_infra()
     os.environ["KAFKA_BOOTSTRAP_SERVERS"] = infra.kafka_bootstrap_servers
     os.environ["DATABASE_URL"] = infra.database_url
@@ -357,7 +374,8 @@ def main(
     }
     try:
         parts = set(only.split(","))
-        if parts != {"raw", "intake", "e2e", "deadlines"} and (OUT / "results.json").exists():
+        everything = {"raw", "intake", "e2e", "deadlines", "kpi"}
+        if parts != everything and (OUT / "results.json").exists():
             # A partial run updates the last full run's figures.
             results = {**json.loads((OUT / "results.json").read_text()), **results}
         if "raw" in parts:
@@ -385,6 +403,10 @@ def main(
                 infra.database_url, deadline_sizes, deadline_rate, 10.0 if quick else 20.0
             )
             console.print(results["deadlines"])
+        if "kpi" in parts:
+            console.rule("KPI queries, a year of data")
+            results["kpi"] = bench_kpi(infra.database_url, kpi_facts, log_dir)
+            console.print(results["kpi"])
         if "end_to_end" in results and "raw_kafka" in results:
             headline = results["end_to_end"]["headline_per_s"]
             results["ratios"] = {

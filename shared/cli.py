@@ -1,9 +1,11 @@
-"""The command line every service has: `serve`, `migrate`, `seed`, `asyncapi`."""
+"""The command line every service has: `serve`, `migrate`, `seed`, `asyncapi`; and the shared
+one, `python -m shared.cli db-provision` (the services' database roles, run as administrator)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, Protocol, TypeVar
@@ -14,6 +16,7 @@ from fastapi import FastAPI
 from faststream import FastStream
 from faststream.specification import AsyncAPI
 
+from shared.db import roles
 from shared.db.migrations import apply_migrations, load_migrations
 from shared.db.pool import connect
 from shared.logs import configure_logging
@@ -98,9 +101,10 @@ def service_cli(
 
 
 def asyncapi_app(runtime: ServiceRuntime, service: str) -> FastStream:
-    """A FastStream app around the service's broker, for `faststream docs gen --factory`."""
+    """A FastStream app around the service's broker, for `faststream docs gen --factory` (its
+    per-message declarations: the batches are how the service reads, not what is sent)."""
     return FastStream(
-        runtime.broker,
+        runtime.broker.asyncapi_broker,
         specification=AsyncAPI(title=f"Minyi {service}", version="1.0.0"),
     )
 
@@ -108,3 +112,70 @@ def asyncapi_app(runtime: ServiceRuntime, service: str) -> FastStream:
 def render_asyncapi(runtime: ServiceRuntime, service: str) -> str:
     schema: Any = asyncapi_app(runtime, service).schema.to_specification().to_jsonable()
     return json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+# --------------------------------------------------------------------------- shared commands
+
+cli = typer.Typer(help="Minyi shared commands", no_args_is_help=True, add_completion=False)
+
+
+@cli.callback()
+def _shared() -> None:
+    """Commands that belong to no single service."""
+
+
+@cli.command("db-provision")
+def db_provision(
+    database_url: Annotated[
+        str,
+        typer.Option(
+            envvar="DATABASE_URL",
+            help="Administrator DSN (a superuser, or the database owner with CREATEROLE).",
+        ),
+    ],
+    service: Annotated[
+        list[str] | None, typer.Option(help="Only this service (repeatable); default: all.")
+    ] = None,
+    dev_passwords: Annotated[
+        bool,
+        typer.Option(
+            help=f"A service without {roles.service_env_var('<service>')} gets the "
+            "development password (local stacks and tests only)."
+        ),
+    ] = False,
+) -> None:
+    """Create or repair each service's login role minyi_<service>, owning its schema.
+
+    Each role's password is the one in that service's own DSN (the variable
+    MINYI_<SERVICE>__DATABASE__URL, whose user must be minyi_<service>). Idempotent.
+    """
+    wanted = service or list(roles.SERVICES)
+    unknown = sorted(set(wanted) - set(roles.SERVICES))
+    if unknown:
+        raise typer.BadParameter(f"unknown service(s) {unknown}", param_hint="--service")
+    selected: list[roles.ServiceRole] = []
+    for name in wanted:
+        own_url = os.environ.get(roles.service_env_var(name))
+        if own_url:
+            try:
+                selected.append(roles.role_from_url(name, own_url))
+            except ValueError as exc:
+                typer.echo(str(exc), err=True)
+                raise typer.Exit(2) from exc
+        elif dev_passwords:
+            selected.append(roles.ServiceRole(name, roles.DEV_PASSWORD))
+        else:
+            typer.echo(
+                f"{roles.service_env_var(name)} is not set: it names the role's password "
+                "(or pass --dev-passwords on a development database)",
+                err=True,
+            )
+            raise typer.Exit(2)
+    changes = asyncio.run(roles.provision_url(database_url, selected))
+    for change in changes:
+        typer.echo(change)
+    typer.echo(f"db-provision: {len(changes)} change(s) for {', '.join(r.role for r in selected)}")
+
+
+if __name__ == "__main__":
+    cli()

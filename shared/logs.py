@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
+from typing import Any
 
+import orjson
 import structlog
 
 from shared.settings import LogSettings
@@ -22,12 +25,14 @@ def configure_logging(settings: LogSettings, *, service: str) -> None:
         structlog.processors.StackInfoRenderer(),
     ]
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer(ensure_ascii=False)
+        structlog.processors.JSONRenderer(serializer=_orjson_dumps)
         if json_format
         else structlog.dev.ConsoleRenderer()
     )
     structlog.configure(
         processors=[
+            # Below the level: dropped before the timestamp and the rest are computed.
+            structlog.stdlib.filter_by_level,
             *shared_processors,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
@@ -54,6 +59,11 @@ def configure_logging(settings: LogSettings, *, service: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(service=service)
+
+
+def _orjson_dumps(obj: Any, default: Callable[[Any], Any] | None = None, **_: Any) -> str:
+    """JSON for the renderer, UTF-8 as it is (orjson never escapes non-ASCII)."""
+    return orjson.dumps(obj, default=default, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _identity(

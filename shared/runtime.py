@@ -13,12 +13,12 @@ from typing import Any
 import asyncpg
 import structlog
 from fastapi import FastAPI
-from faststream.kafka import KafkaBroker
 
 from shared.db.migrations import ensure_current, load_migrations
 from shared.db.pool import Pool, connect, create_pool
-from shared.messaging.broker import build_broker, ensure_topics
-from shared.messaging.consumer import ConsumerMiddleware
+from shared.messaging.batch import pool_in_scope
+from shared.messaging.broker import MinyiBroker, build_broker, ensure_topics
+from shared.messaging.consumer import BATCH_MAX_RECORDS, ConsumerMiddleware
 from shared.messaging.lag import LagMonitor
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.worker import NotifiedLoop
@@ -48,6 +48,8 @@ class ServiceRuntime:
     topics: Iterable[str] = ()
     loops: list[LoopSpec] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    consume_batch_max_records: int = BATCH_MAX_RECORDS
+    """Records per consumed batch and transaction; 1: one message, one transaction."""
 
     def __post_init__(self) -> None:
         self.middleware = ConsumerMiddleware(
@@ -55,8 +57,12 @@ class ServiceRuntime:
             max_attempts=self.kafka.max_attempts,
             retry_backoff_s=self.kafka.retry_backoff_s,
         )
-        self.broker: KafkaBroker = build_broker(
-            self.kafka, service=self.service, middleware=self.middleware
+        self.broker: MinyiBroker = build_broker(
+            self.kafka,
+            service=self.service,
+            middleware=self.middleware,
+            pool=self._open_pool,
+            max_records=self.consume_batch_max_records,
         )
         self.middleware.bind(self.publish_raw)
         self._pool: Pool | None = None
@@ -65,6 +71,11 @@ class ServiceRuntime:
 
     @property
     def pool(self) -> Pool:
+        """The service's pool; while a consumed batch is handled, its transaction's connection
+        (shared/messaging/batch.py), so that the handlers' writes join the batch."""
+        return pool_in_scope(self._open_pool())
+
+    def _open_pool(self) -> Pool:
         if self._pool is None:
             raise RuntimeError(f"{self.service}: the database pool is not open")
         return self._pool
@@ -113,7 +124,7 @@ class ServiceRuntime:
         )
         self._lag.start()
         relay = OutboxRelay(
-            pool=self.pool,
+            pool=self._open_pool(),
             send=self.send_raw,
             service=self.service,
             batch_size=self.outbox.batch_size,
@@ -132,7 +143,7 @@ class ServiceRuntime:
                 name=spec.name,
                 channel=spec.channel,
                 connect=self._connect,
-                work_once=spec.work_once(self.pool),
+                work_once=spec.work_once(self._open_pool()),
                 poll_interval_s=spec.poll_interval_s,
             )
             loop.start()

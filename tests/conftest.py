@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -10,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.infra import Infra, start_infra
 
@@ -48,9 +52,29 @@ async def database_url(infra: Infra) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def topic_prefix() -> str:
-    """Topics of this test's own, so no test reads another's messages."""
-    return f"t{uuid.uuid4().hex[:10]}."
+def topic_prefix() -> Iterator[str]:
+    """Topics of this test's own, so no test reads another's messages; deleted afterwards, so
+    a long run does not leave Kafka with thousands of partitions (and open files)."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    yield prefix
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if bootstrap:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:  # outside any running loop
+            pool.submit(asyncio.run, _delete_topics(bootstrap, prefix)).result()
+
+
+async def _delete_topics(bootstrap: str, prefix: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    try:
+        await admin.start()
+        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if names:
+            await admin.delete_topics(names, timeout_ms=10_000)
+    except Exception:  # best effort: a broker that is down keeps them, nothing else breaks
+        return
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
 
 
 # --------------------------------------------------------------------------- personal data

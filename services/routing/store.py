@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -32,6 +32,7 @@ from services.routing.domain.lifecycle import DueTimer, timer_event
 from shared.db.pool import Connection, Pool
 from shared.events import EventEnvelope
 from shared.failpoints import failpoint
+from shared.messaging.batch import batch_memo
 from shared.messaging.inbox import Delivery, claim_once
 from shared.messaging.outbox import add_to_outbox
 from shared.reference import ReferenceData
@@ -40,6 +41,7 @@ SERVICE = "routing"
 NEW_TASK_CHANNEL = "routing_new_task"
 CASE_COLUMNS = tuple(f.name for f in dataclasses.fields(CaseRecord))
 _ENUMS = {"kind": CaseKind, "state": CaseState, "classification": Classification}
+T = TypeVar("T")
 
 
 def record_of(row: asyncpg.Record | dict[str, Any]) -> CaseRecord:
@@ -71,31 +73,54 @@ class RoutingTx:
         await add_to_outbox(self.conn, envelopes, topic_prefix=self._topic_prefix)
 
     # ---- reference data ---------------------------------------------------------------------
+    # Read once per consumed batch (shared/messaging/batch.py), else once per call.
+
+    async def _once_per_batch(self, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
+        memo = batch_memo()
+        if memo is None:
+            return await load()
+        if key not in memo:
+            memo[key] = await load()
+        value: T = memo[key]
+        return value
 
     async def routing_rules(self) -> list[RoutingRule]:
-        rows = await self.conn.fetch(
-            "SELECT category_id, town_id, department_id, priority FROM routing_rules"
-        )
-        return [RoutingRule(**dict(r)) for r in rows]
+        async def load() -> list[RoutingRule]:
+            rows = await self.conn.fetch(
+                "SELECT category_id, town_id, department_id, priority FROM routing_rules"
+            )
+            return [RoutingRule(**dict(r)) for r in rows]
+
+        return await self._once_per_batch("routing_rules", load)
 
     async def triage_rules(self) -> list[KeywordRule]:
-        rows = await self.conn.fetch(
-            "SELECT keyword, category_id, major, priority FROM triage_rules ORDER BY id"
-        )
-        return [KeywordRule(**dict(r)) for r in rows]
+        async def load() -> list[KeywordRule]:
+            rows = await self.conn.fetch(
+                "SELECT keyword, category_id, major, priority FROM triage_rules ORDER BY id"
+            )
+            return [KeywordRule(**dict(r)) for r in rows]
+
+        return await self._once_per_batch("triage_rules", load)
 
     async def fallback_department(self) -> str:
-        value = await self.conn.fetchval(
-            "SELECT value FROM routing_config WHERE key = 'fallback_department_id'"
-        )
+        async def load() -> object:
+            return await self.conn.fetchval(
+                "SELECT value FROM routing_config WHERE key = 'fallback_department_id'"
+            )
+
+        value = await self._once_per_batch("fallback_department", load)
         if value is None:
             raise RuntimeError("routing has no fallback department: run `seed`")
         return str(value)
 
     async def kind_of(self, category_id: str | None) -> CaseKind:
-        kind = await self.conn.fetchval(
-            "SELECT kind FROM category_kinds WHERE category_id = $1", category_id
-        )
+        async def load() -> str | None:
+            kind: str | None = await self.conn.fetchval(
+                "SELECT kind FROM category_kinds WHERE category_id = $1", category_id
+            )
+            return kind
+
+        kind = await self._once_per_batch(("kind_of", category_id), load)
         return CaseKind(kind) if kind else CaseKind.GENERAL
 
     async def department_exists(self, department_id: str) -> bool:
@@ -107,12 +132,16 @@ class RoutingTx:
         """The working-calendar rows a deadline from `start` (to `until`) may look at."""
         first = start.astimezone(CHINA).date() - timedelta(days=1)
         last = max(first + timedelta(days=120), (until or start).astimezone(CHINA).date())
-        rows = await self.conn.fetch(
-            "SELECT day, is_working FROM working_calendar WHERE day BETWEEN $1 AND $2",
-            first,
-            last + timedelta(days=60),
-        )
-        return WorkCalendar({r["day"]: r["is_working"] for r in rows})
+
+        async def load() -> WorkCalendar:
+            rows = await self.conn.fetch(
+                "SELECT day, is_working FROM working_calendar WHERE day BETWEEN $1 AND $2",
+                first,
+                last + timedelta(days=60),
+            )
+            return WorkCalendar({r["day"]: r["is_working"] for r in rows})
+
+        return await self._once_per_batch(("calendar", first, last), load)
 
     # ---- cases ------------------------------------------------------------------------------
 

@@ -1,8 +1,10 @@
 """Consumer plumbing: per-message log context, metrics, bounded retries and dead-lettering.
 
 Subscribers use `AckPolicy.NACK_ON_ERROR` with auto-commit off, so the offset is committed only
-after the handler (and the database transaction inside it) returned. A failing message is
-redelivered (seek back) up to `max_attempts` times, then published to `<topic>.dlq` with the
+after the handler (and the database transaction inside it) returned. The broker turns them into
+batch subscribers (shared/messaging/batch.py: one transaction per batch, then one offset commit);
+a batch whose transaction failed is handled one message at a time with this policy: a failing
+message is retried up to `max_attempts` times, then published to `<topic>.dlq` with the
 reason in its headers and acknowledged, so the consumer goes on. Messages that cannot even be
 parsed are dead-lettered at once. Errors of the infrastructure itself (PostgreSQL down) are
 retried without limit: the message is fine, the world is not.
@@ -32,6 +34,11 @@ from shared.settings import KafkaSettings
 from shared.topics import dead_letter
 
 log = structlog.get_logger(__name__)
+
+BATCH_MAX_RECORDS = 250
+"""Records one batch subscriber takes at most per `getmany` (and per transaction)."""
+BATCH_TIMEOUT_MS = 20
+"""How long `getmany` waits when nothing is buffered (FastStream then sleeps as long again)."""
 
 PublishDeadLetter = Callable[[str, bytes | None, bytes, dict[str, str]], Awaitable[Any]]
 
@@ -70,6 +77,20 @@ def subscriber_options(settings: KafkaSettings, *, service: str, topic: str) -> 
 
 def group_id(settings: KafkaSettings, *, service: str, topic: str) -> str:
     return f"{settings.topic_prefix}minyi.{service}.{topic.rsplit('.', 1)[-1]}"
+
+
+def bind_message_context(service: str, record: ConsumerRecord[Any, Any]) -> None:
+    """The log context of one message (handlers add their domain ids as they learn them)."""
+    structlog.contextvars.clear_contextvars()
+    headers = dict(record.headers or ())
+    structlog.contextvars.bind_contextvars(
+        service=service,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        correlation_id=(headers.get("correlation_id") or b"").decode() or None,
+        event_type=(headers.get("event_type") or b"").decode() or None,
+    )
 
 
 def delivery_of(message: KafkaMessage, consumer: str) -> Delivery:
@@ -112,6 +133,33 @@ class ConsumerMiddleware:
         await self._publish(dead_letter(record.topic), record.key, record.value or b"", headers)
         DEAD_LETTERED.labels(self.service, record.topic).inc()
 
+    async def failed(self, record: ConsumerRecord[Any, Any], error: BaseException) -> bool:
+        """After a handler failed on `record`: True once the message is dead-lettered (done
+        with), False when it is to be tried again (the backoff is slept here).
+
+        Infrastructure errors are retried without limit; poison at once and anything else after
+        `max_attempts` goes to `<topic>.dlq`.
+        """
+        topic = record.topic
+        if isinstance(error, INFRASTRUCTURE_ERRORS):
+            EVENTS_CONSUMED.labels(self.service, topic, "retried").inc()
+            log.warning("infrastructure_error_retrying", error=repr(error))
+            await asyncio.sleep(max(self.retry_backoff_s, 1.0))
+            return False
+        key = (topic, record.partition, record.offset)
+        attempts = self.attempts.get(key, 0) + 1
+        self.attempts[key] = attempts
+        if isinstance(error, POISON_ERRORS) or attempts >= self.max_attempts:
+            await self.dead_letter(record, error, attempts)
+            self.attempts.pop(key, None)
+            EVENTS_CONSUMED.labels(self.service, topic, "dead_lettered").inc()
+            log.error("dead_lettered", error=repr(error), attempts=attempts)
+            return True
+        EVENTS_CONSUMED.labels(self.service, topic, "failed").inc()
+        log.warning("handler_failed_will_retry", error=repr(error), attempts=attempts)
+        await asyncio.sleep(self.retry_backoff_s * attempts)
+        return False
+
     def __call__(self, msg: Any, /, *, context: ContextRepo) -> _PerMessage:
         return _PerMessage(msg, context=context, policy=self)
 
@@ -129,17 +177,8 @@ class _PerMessage(BaseMiddleware):
     async def on_receive(self) -> None:
         record = self.record
         structlog.contextvars.clear_contextvars()
-        if record is None:
-            return
-        headers = {k: v for k, v in (record.headers or ())}
-        structlog.contextvars.bind_contextvars(
-            service=self.policy.service,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            correlation_id=(headers.get("correlation_id") or b"").decode() or None,
-            event_type=(headers.get("event_type") or b"").decode() or None,
-        )
+        if record is not None:
+            bind_message_context(self.policy.service, record)
 
     async def after_processed(
         self,
@@ -150,34 +189,22 @@ class _PerMessage(BaseMiddleware):
         record = self.record
         try:
             if record is None:
+                if isinstance(self.msg, tuple) and isinstance(exc_val, Exception):
+                    # A batch that could not even be handled one by one (Kafka, PostgreSQL
+                    # away): it is sought back and redelivered, after a pause.
+                    log.warning("batch_failed_will_retry", error=repr(exc_val))
+                    await asyncio.sleep(max(self.policy.retry_backoff_s, 1.0))
                 return False
-            topic = record.topic
-            HANDLER_SECONDS.labels(self.policy.service, topic).observe(
+            HANDLER_SECONDS.labels(self.policy.service, record.topic).observe(
                 time.perf_counter() - self.started
             )
-            key = (topic, record.partition, record.offset)
             if exc_val is None:
-                self.policy.attempts.pop(key, None)
+                self.policy.attempts.pop((record.topic, record.partition, record.offset), None)
                 return False
             if isinstance(exc_val, asyncio.CancelledError):
                 return False
-            if isinstance(exc_val, INFRASTRUCTURE_ERRORS):
-                EVENTS_CONSUMED.labels(self.policy.service, topic, "retried").inc()
-                log.warning("infrastructure_error_retrying", error=repr(exc_val))
-                await asyncio.sleep(max(self.policy.retry_backoff_s, 1.0))
-                return False
-            attempts = self.policy.attempts.get(key, 0) + 1
-            self.policy.attempts[key] = attempts
-            if isinstance(exc_val, POISON_ERRORS) or attempts >= self.policy.max_attempts:
-                await self.policy.dead_letter(record, exc_val, attempts)
-                self.policy.attempts.pop(key, None)
-                EVENTS_CONSUMED.labels(self.policy.service, topic, "dead_lettered").inc()
-                log.error("dead_lettered", error=repr(exc_val), attempts=attempts)
-                return True  # handled: the message is acknowledged and the consumer goes on
-            EVENTS_CONSUMED.labels(self.policy.service, topic, "failed").inc()
-            log.warning("handler_failed_will_retry", error=repr(exc_val), attempts=attempts)
-            await asyncio.sleep(self.policy.retry_backoff_s * attempts)
-            return False
+            # True: handled, the message is acknowledged and the consumer goes on.
+            return await self.policy.failed(record, exc_val)
         finally:
             structlog.contextvars.clear_contextvars()
             structlog.contextvars.bind_contextvars(service=self.policy.service)

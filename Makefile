@@ -64,6 +64,13 @@ $(PROMTOOL):
 	mkdir -p .stack/go/bin
 	GOBIN=$(abspath .stack/go/bin) go install github.com/prometheus/prometheus/cmd/promtool@v0.316.0
 
+# Toxiproxy (network faults for make chaos), built from the Go module proxy (about 10 s).
+TOXIPROXY := .stack/go/bin/toxiproxy-server
+$(TOXIPROXY):
+	mkdir -p .stack/go/toxiproxy-build
+	GOBIN=$(abspath .stack/go/toxiproxy-build) go install github.com/Shopify/toxiproxy/v2/cmd/server@v2.12.0
+	mv .stack/go/toxiproxy-build/server $(TOXIPROXY)
+
 promtool-check: $(PROMTOOL)
 	$(PROMTOOL) check config deploy/observability/prometheus.yml
 
@@ -96,13 +103,13 @@ bench-quick: install
 	$(BIN)/python -m bench.run --quick
 
 CHAOS_SECONDS ?= 600
-chaos: install
+chaos: install $(TOXIPROXY)
 	$(BIN)/python -m tools.stack build
 	$(BIN)/python -m bench.chaos --duration $(CHAOS_SECONDS) --report docs/reliability/chaos.json
 
-chaos-short: install
+chaos-short: install $(TOXIPROXY)
 	$(BIN)/python -m tools.stack build
-	$(BIN)/python -m bench.chaos --duration 120 --rate 10 --kills 20 --tolerate-mid-call-resends
+	$(BIN)/python -m bench.chaos --duration 120 --rate 10 --kills 20
 
 smoke: install
 	bash tests/smoke/readme.sh

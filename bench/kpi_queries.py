@@ -24,6 +24,7 @@ import asyncio
 import json
 import os
 import random
+import secrets
 import statistics
 import tempfile
 import time
@@ -51,7 +52,7 @@ from shared.settings import DatabaseSettings, KafkaSettings
 
 YEAR = 2025
 MONTHS = [f"{YEAR}-{m:02d}" for m in range(1, 13)]
-BENCH_SECRET = "kpi-bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+BENCH_SECRET = secrets.token_hex(32)  # this run's token key, shared with its evaluation
 # The share of assigned cases that reach each counter (with ±10 % per key and month).
 RATES = {
     "acknowledged": 0.96,

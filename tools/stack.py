@@ -10,8 +10,10 @@ Everything lives under the git-ignored ``.stack/`` folder at the repository root
     python -m tools.stack status
     python -m tools.stack down
 
-After ``infra-up``, ``.stack/<profile>/env`` holds ``KAFKA_BOOTSTRAP_SERVERS`` and
-``DATABASE_URL`` (``set -a; . .stack/dev/env; set +a``).
+After ``infra-up``, ``.stack/<profile>/env`` holds ``KAFKA_BOOTSTRAP_SERVERS``,
+``DATABASE_URL`` (the administrator) and each service's own DSN
+``MINYI_<SERVICE>__DATABASE__URL`` (role ``minyi_<service>``, provisioned by infra-up)
+(``set -a; . .stack/dev/env; set +a``).
 """
 
 from __future__ import annotations
@@ -155,21 +157,35 @@ class StackError(Exception):
     """A failure with a message meant for the user (the CLI exits non-zero)."""
 
 
+# The chaos profile's broker has a second listener for the services, reached through
+# Toxiproxy (bench/chaos.py): clients bootstrap at Toxiproxy's port and are told (advertised)
+# to come back to it, so every connection of theirs crosses the proxy; the harness keeps the
+# direct PLAINTEXT listener. Profile name -> (broker's PROXIED port, Toxiproxy's listen port).
+KAFKA_PROXIED_PORTS: dict[str, tuple[int, int]] = {"chaos": (49094, 49095)}
+
+
 # --------------------------------------------------------------------------- pure helpers
 
 
 def render_server_properties(profile: Profile, data_dir: Path) -> str:
     """server.properties of a single-node KRaft broker+controller on 127.0.0.1."""
+    listeners = [f"PLAINTEXT://{HOST}:{profile.kafka_port}"]
+    advertised = [f"PLAINTEXT://{HOST}:{profile.kafka_port}"]
+    protocols = ["CONTROLLER:PLAINTEXT", "PLAINTEXT:PLAINTEXT"]
+    if profile.name in KAFKA_PROXIED_PORTS:
+        broker_port, proxy_port = KAFKA_PROXIED_PORTS[profile.name]
+        listeners.append(f"PROXIED://{HOST}:{broker_port}")
+        advertised.append(f"PROXIED://{HOST}:{proxy_port}")
+        protocols.append("PROXIED:PLAINTEXT")
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@{HOST}:{profile.controller_port}",
-        "listeners": f"PLAINTEXT://{HOST}:{profile.kafka_port},"
-        f"CONTROLLER://{HOST}:{profile.controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{profile.kafka_port}",
+        "listeners": ",".join([*listeners, f"CONTROLLER://{HOST}:{profile.controller_port}"]),
+        "advertised.listeners": ",".join(advertised),
         "inter.broker.listener.name": "PLAINTEXT",
         "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "listener.security.protocol.map": ",".join(protocols),
         "log.dirs": str(data_dir),
         "num.partitions": "3",
         "default.replication.factor": "1",
@@ -696,6 +712,23 @@ def wait_postgres(database_url: str, profile: Profile | None) -> None:
         time.sleep(0.5)
 
 
+def provision_db_roles(database_url: str) -> dict[str, str]:
+    """Each service's role ``minyi_<service>``, owning its schema (shared/db/roles.py), made
+    with the administrator ``database_url``; returns the services' own DSN variables.
+
+    The fixed development password is no protection here: initdb ``--auth=trust`` lets any
+    local client connect as any role (``postgres`` included) without one. What the roles
+    enforce is authorisation: each service reaches only its own schema."""
+    from shared.db import roles
+
+    service_roles = roles.dev_roles()
+    changes = asyncio.run(roles.provision_url(database_url, service_roles))
+    console.print(f"postgres: service roles provisioned ({len(changes)} change(s))")
+    return {
+        roles.service_env_var(r.service): roles.role_url(database_url, r) for r in service_roles
+    }
+
+
 def stop_postgres(profile: Profile) -> None:
     proc = postgres_process(profile)
     if proc is None:
@@ -833,11 +866,17 @@ def infra_up(profile: Profile, fresh: bool) -> dict[str, str]:
     wait_postgres(database_url, None if external_db else profile)
     wait_kafka(bootstrap, None if external_kafka else profile)
 
-    values = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": database_url}
+    # The services (migrate, seed, serve) connect as their own roles (MINYI_<SERVICE>__
+    # DATABASE__URL); DATABASE_URL stays the administrator's, for tools and tests.
+    values = {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "DATABASE_URL": database_url,
+        **provision_db_roles(database_url),
+    }
     profile.env_file.write_text(render_env(values))
     console.print(f"[green]infra ready[/] ({profile.env_file}):")
     for key, value in values.items():
-        console.print(f"{key}={value}", markup=False, highlight=False)
+        console.print(f"{key}={value}", markup=False, highlight=False, soft_wrap=True)
     return values
 
 

@@ -38,6 +38,30 @@ def test_server_properties_single_node_kraft(name: str, port: int, controller: i
     assert props["auto.create.topics.enable"] == "true"
 
 
+def test_chaos_broker_has_a_listener_behind_toxiproxy() -> None:
+    """The services reach the chaos broker only through Toxiproxy (49095 -> 49094): it
+    advertises the proxy's port on the PROXIED listener; the harness keeps 49092."""
+    profile = stack.PROFILES["chaos"]
+    props = _props(stack.render_server_properties(profile, Path("/data/kafka")))
+
+    assert props["listeners"] == (
+        "PLAINTEXT://127.0.0.1:49092,PROXIED://127.0.0.1:49094,CONTROLLER://127.0.0.1:49093"
+    )
+    assert props["advertised.listeners"] == (
+        "PLAINTEXT://127.0.0.1:49092,PROXIED://127.0.0.1:49095"
+    )
+    assert props["listener.security.protocol.map"] == (
+        "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,PROXIED:PLAINTEXT"
+    )
+    assert props["inter.broker.listener.name"] == "PLAINTEXT"
+    assert props["controller.listener.names"] == "CONTROLLER"
+    broker_port, proxy_port = stack.KAFKA_PROXIED_PORTS["chaos"]
+    others = [p.kafka_port for p in stack.PROFILES.values()] + [
+        p.controller_port for p in stack.PROFILES.values()
+    ]
+    assert not {broker_port, proxy_port} & {*others, *stack.SERVICES.values()}
+
+
 def test_profiles_do_not_share_ports_or_dirs() -> None:
     dev, test = stack.PROFILES["dev"], stack.PROFILES["test"]
     dev_ports = {dev.kafka_port, dev.controller_port, dev.pg_port}

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID, uuid4
 
+import asyncpg
 import structlog
 from asyncpg.exceptions import CharacterNotInRepertoireError, UntranslatableCharacterError
 from fastapi import FastAPI, Request
@@ -23,6 +24,17 @@ log = structlog.get_logger(__name__)
 CORRELATION_HEADER = "X-Correlation-Id"
 
 ReadyCheck = Callable[[], Awaitable[dict[str, str]]]
+
+# Errors of the world, not of the request: answered 503 with Retry-After, not 500.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+)
+RETRY_AFTER_UNAVAILABLE_S = 5
 
 
 def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -87,6 +99,20 @@ def install_common(app: FastAPI, *, service: str, ready: ReadyCheck) -> None:
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, UNAVAILABLE_ERRORS):
+            # The database or broker is out of reach for a moment (restart, network): the
+            # request did not go through; a retry will (with the same Idempotency-Key where
+            # the endpoint takes one, it is never recorded twice).
+            log.warning("request_dependency_unavailable", path=request.url.path, error=repr(exc))
+            return JSONResponse(
+                {
+                    "error": "service_unavailable",
+                    "message": "The service cannot reach its database right now; "
+                    "please try again in a few seconds.",
+                },
+                status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)},
+            )
         log.exception("unhandled_request_error", path=request.url.path)
         return JSONResponse(
             {"error": "internal_error", "message": "Something went wrong on our side; try again."},

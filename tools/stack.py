@@ -142,10 +142,12 @@ class Profile:
         return self.logs_dir / f"{component}.log"
 
 
+# Every port below Linux's ephemeral range (32768-60999), so an outgoing connection of some
+# other process can never be holding one when a stack starts.
 PROFILES: dict[str, Profile] = {
     "dev": Profile("dev", kafka_port=19092, controller_port=19093, pg_port=15432),
     "test": Profile("test", kafka_port=29092, controller_port=29093, pg_port=25432),
-    "chaos": Profile("chaos", kafka_port=49092, controller_port=49093, pg_port=45432),
+    "chaos": Profile("chaos", kafka_port=31092, controller_port=31093, pg_port=31432),
 }
 
 ProfileOpt = Annotated[
@@ -161,7 +163,7 @@ class StackError(Exception):
 # Toxiproxy (bench/chaos.py): clients bootstrap at Toxiproxy's port and are told (advertised)
 # to come back to it, so every connection of theirs crosses the proxy; the harness keeps the
 # direct PLAINTEXT listener. Profile name -> (broker's PROXIED port, Toxiproxy's listen port).
-KAFKA_PROXIED_PORTS: dict[str, tuple[int, int]] = {"chaos": (49094, 49095)}
+KAFKA_PROXIED_PORTS: dict[str, tuple[int, int]] = {"chaos": (31094, 31095)}
 
 
 # --------------------------------------------------------------------------- pure helpers

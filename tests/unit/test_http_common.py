@@ -33,6 +33,10 @@ def _client(ready: dict[str, str]) -> TestClient:
     async def boom() -> None:
         raise RuntimeError("secret internals")
 
+    @app.get("/db-gone")
+    async def db_gone() -> None:
+        raise ConnectionRefusedError("connect to 10.0.0.5:5432 refused")
+
     return TestClient(app, raise_server_exceptions=False)
 
 
@@ -54,6 +58,14 @@ def test_unexpected_errors_hide_the_stack_trace():
     assert answer.status_code == 500
     assert "secret internals" not in answer.text
     assert answer.json()["error"] == "internal_error"
+
+
+def test_an_unreachable_database_is_a_503_to_retry_not_a_500():
+    answer = _client({}).get("/db-gone")
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"] == "5"
+    assert answer.json()["error"] == "service_unavailable"
+    assert "10.0.0.5" not in answer.text
 
 
 def test_correlation_id_is_echoed_generated_or_set_by_the_handler():

@@ -39,16 +39,16 @@ def test_server_properties_single_node_kraft(name: str, port: int, controller: i
 
 
 def test_chaos_broker_has_a_listener_behind_toxiproxy() -> None:
-    """The services reach the chaos broker only through Toxiproxy (49095 -> 49094): it
-    advertises the proxy's port on the PROXIED listener; the harness keeps 49092."""
+    """The services reach the chaos broker only through Toxiproxy (31095 -> 31094): it
+    advertises the proxy's port on the PROXIED listener; the harness keeps 31092."""
     profile = stack.PROFILES["chaos"]
     props = _props(stack.render_server_properties(profile, Path("/data/kafka")))
 
     assert props["listeners"] == (
-        "PLAINTEXT://127.0.0.1:49092,PROXIED://127.0.0.1:49094,CONTROLLER://127.0.0.1:49093"
+        "PLAINTEXT://127.0.0.1:31092,PROXIED://127.0.0.1:31094,CONTROLLER://127.0.0.1:31093"
     )
     assert props["advertised.listeners"] == (
-        "PLAINTEXT://127.0.0.1:49092,PROXIED://127.0.0.1:49095"
+        "PLAINTEXT://127.0.0.1:31092,PROXIED://127.0.0.1:31095"
     )
     assert props["listener.security.protocol.map"] == (
         "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,PROXIED:PLAINTEXT"
@@ -110,3 +110,17 @@ def test_kafka_cluster_id_format() -> None:
         assert set(cluster_id) <= set(
             "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
         )
+
+
+def test_every_fixed_port_is_below_the_ephemeral_range():
+    """A fixed port inside 32768-60999 may be held by some process's outgoing connection."""
+    from bench import chaos
+
+    ports = [
+        p
+        for profile in stack.PROFILES.values()
+        for p in (profile.kafka_port, profile.controller_port, profile.pg_port)
+    ]
+    ports += [p for pair in stack.KAFKA_PROXIED_PORTS.values() for p in pair]
+    ports += [chaos.TOXIPROXY_API_PORT, chaos.PG_PROXY_PORT]
+    assert all(p < 32768 for p in ports), sorted(p for p in ports if p >= 32768)

@@ -19,6 +19,13 @@ Clock = Callable[[], datetime]
 class DispatchSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     batch_size: int = Field(default=50, ge=1)
+    concurrency: int = Field(
+        default=16,
+        ge=1,
+        description="Provider calls in flight at once, each for a different delivery (a call "
+        "takes tens of milliseconds, mostly waiting). 1 = one after another. While a circuit "
+        "breaker is not closed, calls go one at a time (a single probe).",
+    )
     max_attempts: int = Field(default=8, ge=1, description="Provider calls before giving up.")
     lease_s: float = Field(default=60, gt=0, description="A crashed sender's claim expires.")
     backoff_base_s: float = Field(default=2.0, gt=0)

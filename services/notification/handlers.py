@@ -10,6 +10,7 @@ repeat) are not attempts.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
@@ -150,12 +151,23 @@ class Dispatcher:
             lease=timedelta(seconds=self._settings.lease_s),
             channels=channels,
         )
-        sent = 0
-        for row in claimed:
-            if await self._send(row):
-                sent += 1
         # Only rows that went (or failed) count as work: deferred ones must not spin the loop.
-        return sent
+        width = self._settings.concurrency
+        if (
+            width <= 1
+            or len(claimed) <= 1
+            or any(b.state != "closed" for b in self._breakers.values())
+        ):
+            return sum([await self._send(row) for row in claimed])
+        gate = asyncio.Semaphore(width)
+
+        async def send(row: dict[str, Any]) -> bool:
+            async with gate:
+                return await self._send(row)
+
+        # Each row is its own delivery with its own lease and attempt rows; per-number limits
+        # are counted in PostgreSQL (`reserve`), so concurrent calls keep them as replicas do.
+        return sum(await asyncio.gather(*(send(row) for row in claimed)))
 
     async def _send(self, row: dict[str, Any]) -> bool:
         delivery_id = row["id"]

@@ -1,6 +1,7 @@
 """`make bench`: the whole local stack on this machine, measured.
 
-Writes docs/bench/results.json, docs/bench/latency.png and the tables in BENCHMARKS.md.
+Writes docs/bench/results.json and docs/bench/latency.png; BENCHMARKS.md quotes them, with
+the commands.
 """
 
 from __future__ import annotations

@@ -232,7 +232,7 @@ def postgres_settings(profile: Profile) -> list[str]:
     """``-c name=value`` server settings per profile."""
     if profile.name in ("test", "chaos"):
         settings = {
-            "max_connections": "300",
+            "max_connections": "1000",
             "fsync": "off",
             "synchronous_commit": "off",
             "full_page_writes": "off",

@@ -6,6 +6,7 @@ defined inside `build_app` at run time.)
 
 import asyncio
 import time
+import unicodedata
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
-from console import labels
+from console import csrf, labels
 from console.access import (
     WIDE_ROLES,
     Section,
@@ -36,8 +37,9 @@ from console.access import (
 from console.charts import bar_chart_svg
 from console.metrics import parse_metrics
 from console.session import Session, decode_session, encode_session
+from console.session_checks import SessionChecks
 from console.settings import ConsoleSettings
-from console.upstream import CORRELATION_HEADER, Reply, SignInAgain, Upstream
+from console.upstream import CORRELATION_HEADER, Reply, SignInAgain, Upstream, segment
 from console.views import (
     case_timeline,
     kpi_rates,
@@ -48,6 +50,7 @@ from console.views import (
     sorted_queue,
 )
 from shared.reference import wenling
+from shared.security_headers import PAGE_POLICY, SecurityHeaders
 
 CHINA = ZoneInfo("Asia/Shanghai")
 HERE = Path(__file__).parent
@@ -65,8 +68,17 @@ ALL_DEPARTMENT_STATES = (
 )
 
 
+SIGNED_OUT = "signed_out"
+
+
 class LoginRequired(Exception):
-    pass
+    def __init__(self, reason: str | None = None) -> None:
+        super().__init__(reason or "login required")
+        self.reason = reason
+
+
+class CrossSiteRequest(Exception):
+    """A POST without this console's CSRF token, or from another site."""
 
 
 class PageError(Exception):
@@ -88,9 +100,19 @@ class Ctx:
         return visible_sections(self.session.role)
 
 
-def build_app(settings: ConsoleSettings) -> FastAPI:
+def has_control_characters(text: str) -> bool:
+    """NUL, other C0/C1 controls, DEL: never part of an id, a code or a search."""
+    return any(unicodedata.category(ch) == "Cc" for ch in text)
+
+
+def build_app(
+    settings: ConsoleSettings, *, transport: httpx.AsyncBaseTransport | None = None
+) -> FastAPI:
+    """The console. `transport`: how it reaches the services (tests pass an ASGI one)."""
     secret = settings.session.secret.get_secret_value()
     cookie = settings.session.cookie_name
+    login_cookie = f"{cookie}_login"  # the sign-in form's pre-session CSRF nonce
+    checks = SessionChecks(settings.session.check_cache_s)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(
         labels=labels, percent=percent, mask=mask_text, Section=Section, tz=CHINA
@@ -106,14 +128,11 @@ def build_app(settings: ConsoleSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(transport=transport) as http:
             app.state.upstream = Upstream(
                 settings.services.as_dict(), http, settings.upstream.timeout_s
             )
             yield
-
-    app = FastAPI(title="民意 · 运行监控台", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     def upstream(request: Request) -> Upstream:
         up: Upstream = request.app.state.upstream
@@ -122,17 +141,99 @@ def build_app(settings: ConsoleSettings) -> FastAPI:
     def correlation(request: Request) -> str:
         return str(getattr(request.state, "correlation_id", "")) or str(uuid.uuid4())
 
+    def secure(request: Request) -> bool:
+        """`Secure` cookies: over TLS always, and everywhere when the setting says so."""
+        return settings.session.secure_cookie or request.url.scheme == "https"
+
+    def put_cookie(
+        request: Request,
+        response: Response,
+        name: str,
+        value: str | None,
+        *,
+        path: str,
+        max_age: int | None = None,
+    ) -> None:
+        """Every cookie of the console: HttpOnly, SameSite=Strict, `Secure` over TLS (see
+        `secure`). `value` None deletes it."""
+        if value is None:
+            response.delete_cookie(
+                name, path=path, secure=secure(request), httponly=True, samesite="strict"
+            )
+            return
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age,
+            path=path,
+            secure=secure(request),
+            httponly=True,
+            samesite="strict",
+        )
+
+    async def no_control_characters(request: Request) -> None:
+        """NUL and other control characters in the path or the query → 400, before any
+        service is asked (they would end up in its URL)."""
+        values = [request.url.path, *request.query_params.keys(), *request.query_params.values()]
+        if any(has_control_characters(v) for v in values):
+            raise PageError(400, "请求中含有控制字符（例如 NUL），无法处理。请检查输入后重试。")
+
+    async def same_site_with_token(request: Request) -> None:
+        """Every POST (any unsafe method): from this console, with its CSRF token."""
+        if request.method in csrf.SAFE_METHODS:
+            return
+        if csrf.cross_site_reason(request.headers, request.headers.get("host")):
+            raise CrossSiteRequest
+        given = (await request.form()).get(csrf.FIELD)
+        if request.url.path == "/login":
+            nonce = request.cookies.get(login_cookie)
+            expected = csrf.presession_token(secret, nonce) if nonce else None
+        else:
+            session = decode_session(secret, request.cookies.get(cookie))
+            if session is None:
+                raise LoginRequired
+            expected = csrf.session_token(secret, session)
+        if not csrf.tokens_match(expected, given):
+            raise CrossSiteRequest
+
+    app = FastAPI(
+        title="民意 · 运行监控台",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        dependencies=[Depends(no_control_characters), Depends(same_site_with_token)],
+    )
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.add_middleware(
+        SecurityHeaders, policy=PAGE_POLICY, referrer_policy="same-origin", docs_prefixes=()
+    )
+
     async def context(request: Request) -> Ctx:
         session = decode_session(secret, request.cookies.get(cookie))
         if session is None:
             raise LoginRequired
-        return Ctx(session, correlation(request))
+        cid = correlation(request)
+        up = upstream(request)
+        limit_s = settings.session.check_timeout_s
+        if not await checks.holds(session, lambda: up.session_holds(session, cid, limit_s)):
+            raise LoginRequired(SIGNED_OUT)
+        return Ctx(session, cid)
 
     Context = Annotated[Ctx, Depends(context)]
 
     def render(
-        request: Request, ctx: Ctx | None, template: str, status: int = 200, **data: Any
+        request: Request,
+        ctx: Ctx | None,
+        template: str,
+        status: int = 200,
+        *,
+        csrf_token: str | None = None,
+        **data: Any,
     ) -> HTMLResponse:
+        """A page; its forms carry `csrf_token` (the session's when signed in)."""
+        if csrf_token is None and ctx is not None:
+            csrf_token = csrf.session_token(secret, ctx.session)
         return templates.TemplateResponse(
             request,
             template,
@@ -140,6 +241,8 @@ def build_app(settings: ConsoleSettings) -> FastAPI:
                 "session": ctx.session if ctx else None,
                 "sections": ctx.sections if ctx else frozenset(),
                 "correlation_id": correlation(request),
+                "csrf_field": csrf.FIELD,
+                "csrf_token": csrf_token or "",
                 **data,
             },
             status_code=status,
@@ -150,29 +253,46 @@ def build_app(settings: ConsoleSettings) -> FastAPI:
         request.state.correlation_id = str(uuid.uuid4())
         response: Response = await call_next(request)
         response.headers[CORRELATION_HEADER] = request.state.correlation_id
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Referrer-Policy"] = "same-origin"
         response.headers["Cache-Control"] = "no-store"
         return response
 
     @app.exception_handler(LoginRequired)
     async def to_login(request: Request, exc: LoginRequired) -> Response:
         if request.url.path.startswith("/api/"):
-            return JSONResponse({"error": "unauthorized"}, status_code=401)
-        response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(cookie, path="/")
+            return JSONResponse(
+                {"error": "unauthorized", "message": "请重新登录。"}, status_code=401
+            )
+        location = f"/login?reason={exc.reason}" if exc.reason else "/login"
+        response = RedirectResponse(location, status_code=303)
+        put_cookie(request, response, cookie, None, path="/")
         return response
 
     @app.exception_handler(SignInAgain)
     async def sign_in_again(request: Request, exc: SignInAgain) -> Response:
-        return await to_login(request, LoginRequired())
+        return await to_login(request, LoginRequired(SIGNED_OUT))
 
     @app.exception_handler(PageError)
     async def page_error(request: Request, exc: PageError) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse(
+                {"error": "bad_request" if exc.status == 400 else "error", "message": exc.message},
+                status_code=exc.status,
+            )
         session = decode_session(secret, request.cookies.get(cookie))
         ctx = Ctx(session, correlation(request)) if session else None
         return render(
             request, ctx, "error.html", status=exc.status, code=exc.status, message=exc.message
+        )
+
+    @app.exception_handler(CrossSiteRequest)
+    async def cross_site(request: Request, exc: CrossSiteRequest) -> Response:
+        return await page_error(
+            request,
+            PageError(
+                403,
+                "无法确认这个请求来自本监控台的页面（可能是其他网站发起的，或页面已过期）。"
+                "请重新打开页面后再试。",
+            ),
         )
 
     def need(ctx: Ctx, section: Section) -> None:
@@ -181,9 +301,30 @@ def build_app(settings: ConsoleSettings) -> FastAPI:
 
     # ---- sign-in ----------------------------------------------------------------------------
 
+    def login_form(
+        request: Request, status: int = 200, *, error: str | None = None, username: str = ""
+    ) -> HTMLResponse:
+        """The sign-in form, its token bound to the pre-session cookie (set here if absent)."""
+        nonce = request.cookies.get(login_cookie)
+        fresh = not nonce
+        nonce = nonce or csrf.new_nonce()
+        response = render(
+            request,
+            None,
+            "login.html",
+            status,
+            csrf_token=csrf.presession_token(secret, nonce),
+            error=error,
+            username=username,
+            signed_out=request.query_params.get("reason") == SIGNED_OUT,
+        )
+        if fresh:
+            put_cookie(request, response, login_cookie, nonce, path="/login")
+        return response
+
     @app.get("/login", response_class=HTMLResponse)
     async def login_page(request: Request) -> HTMLResponse:
-        return render(request, None, "login.html", error=None, username="")
+        return login_form(request)
 
     @app.post("/login", response_model=None)
     async def login(
@@ -193,30 +334,30 @@ def build_app(settings: ConsoleSettings) -> FastAPI:
     ) -> Response:
         username = username.strip()
         if not username or not secret_value:
-            return render(
-                request, None, "login.html", 400, error="请输入账号和密码。", username=username
-            )
+            return login_form(request, 400, error="请输入账号和密码。", username=username)
         result = await upstream(request).sign_in(username, secret_value, correlation(request))
         if isinstance(result, str):
-            return render(request, None, "login.html", 401, error=result, username=username)
+            return login_form(request, 401, error=result, username=username)
         response = RedirectResponse("/", status_code=303)
+        put_cookie(request, response, login_cookie, None, path="/login")
         max_age = max(1, min(settings.session.max_age_s, int(result.expires_at - time.time())))
-        response.set_cookie(
-            cookie,
-            encode_session(secret, result),
-            max_age=max_age,
-            httponly=True,
-            samesite="strict",
-            secure=settings.session.secure_cookie,
-            path="/",
+        put_cookie(
+            request, response, cookie, encode_session(secret, result), path="/", max_age=max_age
         )
         return response
 
     @app.post("/logout")
-    async def logout() -> Response:
-        response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(cookie, path="/")
-        return response
+    async def logout(request: Request) -> Response:
+        """Revoke the token at routing (so a copy of the cookie is worthless), then drop the
+        cookie. When routing cannot confirm, the user is told and keeps the session."""
+        session = decode_session(secret, request.cookies.get(cookie))
+        if session is not None:
+            if not await upstream(request).sign_out(session, correlation(request)):
+                raise PageError(
+                    503, "交办服务（routing）暂时无法确认退出登录，请稍后再点一次“退出登录”。"
+                )
+            checks.forget(session)
+        return await to_login(request, LoginRequired(SIGNED_OUT))
 
     @app.get("/")
     async def home(ctx: Context) -> Response:
@@ -305,14 +446,16 @@ def build_app(settings: ConsoleSettings) -> FastAPI:
     @app.get("/departments/{department_id}", response_class=HTMLResponse)
     async def department(department_id: str, request: Request, ctx: Context) -> HTMLResponse:
         s = ctx.session
-        if not may_view_department(s.role, s.department_id, department_id):
+        if department_id not in department_names or not may_view_department(
+            s.role, s.department_id, department_id
+        ):
             raise PageError(404, "没有找到这个部门，或您无权查看。")
         up = upstream(request)
         month = datetime.now(CHINA).strftime("%Y-%m")
         queue, kpis = await asyncio.gather(
             up.get(
                 "routing",
-                f"/api/v1/departments/{department_id}/queue",
+                f"/api/v1/departments/{segment(department_id)}/queue",
                 session=s,
                 correlation_id=ctx.correlation_id,
                 params={"limit": 500},
@@ -463,7 +606,7 @@ def build_app(settings: ConsoleSettings) -> FastAPI:
         if ctx.session.role in WIDE_ROLES:
             receipt = await upstream(request).get(
                 "intake",
-                f"/api/v1/receipts/{code}",
+                f"/api/v1/receipts/{segment(code)}",
                 session=ctx.session,
                 correlation_id=ctx.correlation_id,
             )
@@ -512,7 +655,7 @@ def build_app(settings: ConsoleSettings) -> FastAPI:
         receipt, deliveries, facts = await asyncio.gather(
             up.get(
                 "intake",
-                f"/api/v1/receipts/{case.get('receipt_code', '')}",
+                f"/api/v1/receipts/{segment(str(case.get('receipt_code', '')))}",
                 session=s,
                 correlation_id=cid,
             ),

@@ -44,8 +44,22 @@ class SessionSettings(_Section):
         "sign-ins then end with a restart).",
     )
     cookie_name: str = "minyi_console"
-    secure_cookie: bool = Field(default=False, description="Set `Secure` (behind HTTPS).")
+    secure_cookie: bool = Field(
+        default=False,
+        description="Always set `Secure` on the cookies (set it behind a TLS proxy that does "
+        "not tell the console its scheme); a request that arrives over https gets `Secure` "
+        "regardless.",
+    )
     max_age_s: int = Field(default=8 * 3600, gt=0)
+    check_cache_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a confirmation by routing's /api/v1/auth/session is believed "
+        "before asking again (0: ask on every request).",
+    )
+    check_timeout_s: float = Field(
+        default=1.5, gt=0, description="Time limit of that question to routing."
+    )
 
 
 class UpstreamSettings(_Section):

@@ -6,12 +6,18 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from console.session import Session, unverified_claims
 
 CORRELATION_HEADER = "X-Correlation-Id"
+
+
+def segment(value: str) -> str:
+    """A value as one path segment of a service's URL (`/`, `?`, `#`, `%`, … escaped)."""
+    return quote(value, safe="")
 
 
 class SignInAgain(Exception):
@@ -70,6 +76,38 @@ class Upstream:
         except ValueError:
             body = None
         return Reply(response.status_code, body)
+
+    async def session_holds(
+        self, session: Session, correlation_id: str, limit_s: float
+    ) -> bool | None:
+        """routing's `GET /api/v1/auth/session` with the user's token: True (200), False (401:
+        signed out or no longer valid), None (routing did not answer, or answered otherwise)."""
+        try:
+            response = await self.http.get(
+                f"{self.urls['routing']}/api/v1/auth/session",
+                headers=self._headers(session, correlation_id),
+                timeout=limit_s,
+            )
+        except httpx.HTTPError:
+            return None
+        if response.status_code == 200:
+            return True
+        if response.status_code == 401:
+            return False
+        return None
+
+    async def sign_out(self, session: Session, correlation_id: str) -> bool:
+        """routing's `POST /api/v1/auth/logout`: True when the token is revoked (204) or no
+        longer valid anyway (401); False when routing could not confirm it."""
+        try:
+            response = await self.http.post(
+                f"{self.urls['routing']}/api/v1/auth/logout",
+                headers=self._headers(session, correlation_id),
+                timeout=self.timeout_s,
+            )
+        except httpx.HTTPError:
+            return False
+        return response.status_code in (204, 401)
 
     async def sign_in(self, client_id: str, secret: str, correlation_id: str) -> Session | str:
         """routing's `POST /api/v1/auth/token` ({client_id, client_secret} JSON; a form body as

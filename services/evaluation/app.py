@@ -28,6 +28,7 @@ from shared.metrics import EVENTS_CONSUMED
 from shared.ratelimit import RateLimiter
 from shared.reference import wenling
 from shared.runtime import ServiceRuntime
+from shared.security_headers import SecurityHeaders
 
 SERVICE = handlers.SERVICE
 SCHEMA = "evaluation"
@@ -102,6 +103,7 @@ def build_app(settings: EvaluationSettings) -> FastAPI:
         return EvaluationStore(runtime.pool, topic_prefix=settings.kafka.topic_prefix)
 
     install_common(app, service=SERVICE, ready=runtime.ready)
+    app.add_middleware(SecurityHeaders)
     limits = settings.limits
     limiter = RateLimiter(
         enabled=limits.rate_limit_enabled, trust_forwarded_for=limits.trust_forwarded_for

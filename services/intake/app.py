@@ -40,6 +40,7 @@ from shared.metrics import EVENTS_CONSUMED
 from shared.ratelimit import RateLimiter
 from shared.reference import wenling
 from shared.runtime import ServiceRuntime
+from shared.security_headers import SecurityHeaders
 
 SCHEMA = "intake"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -148,6 +149,7 @@ def build_app(settings: IntakeSettings, *, clock: Callable[[], datetime] | None 
         return IntakeStore(runtime.pool, topic_prefix=settings.kafka.topic_prefix)
 
     install_common(app, service=SERVICE, ready=runtime.ready)
+    app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

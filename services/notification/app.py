@@ -32,6 +32,7 @@ from shared.messaging.consumer import delivery_of, subscriber_options
 from shared.metrics import EVENTS_CONSUMED
 from shared.reference import wenling
 from shared.runtime import LoopSpec, ServiceRuntime
+from shared.security_headers import SecurityHeaders
 
 SERVICE = handlers.SERVICE
 SCHEMA = "notification"
@@ -148,6 +149,7 @@ def build_app(settings: NotificationSettings) -> FastAPI:
         return NotificationStore(runtime.pool, topic_prefix=settings.kafka.topic_prefix)
 
     install_common(app, service=SERVICE, ready=runtime.ready)
+    app.add_middleware(SecurityHeaders)
     app.include_router(build_router(store_of, settings.auth, settings.callbacks))
     app.add_middleware(BodySizeLimit, max_bytes=settings.callbacks.max_body_bytes)
     app.state.runtime = runtime

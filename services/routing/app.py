@@ -15,6 +15,7 @@ from services.routing import handlers
 from services.routing.api import build_router, install_auth
 from services.routing.domain.triage import DEFAULT_KEYWORD_RULES
 from services.routing.live import TaskHub
+from services.routing.sessions_api import build_sessions_router
 from services.routing.settings import RoutingSettings
 from services.routing.store import RoutingStore
 from shared import topics
@@ -42,6 +43,7 @@ from shared.messaging.consumer import delivery_of, subscriber_options
 from shared.metrics import EVENTS_CONSUMED
 from shared.reference import wenling
 from shared.runtime import LoopSpec, ServiceRuntime
+from shared.security_headers import SecurityHeaders
 
 SERVICE = handlers.SERVICE
 SCHEMA = "routing"
@@ -150,8 +152,10 @@ def build_app(settings: RoutingSettings) -> FastAPI:
         return RoutingStore(runtime.pool, topic_prefix=settings.kafka.topic_prefix)
 
     install_common(app, service=SERVICE, ready=runtime.ready)
+    app.add_middleware(SecurityHeaders)
     install_auth(app, settings)
     app.include_router(build_router(store_of, settings, hub))
+    app.include_router(build_sessions_router(lambda: runtime.pool, settings.auth))
     app.state.runtime = runtime
     return app
 

@@ -5,9 +5,10 @@ latter on every request, so a session cookie copied before sign-out is worthless
 
 State: routing's `revoked_tokens` table (migration 0005); every sign-out also deletes the rows
 of tokens that have expired since (they are refused by their `exp` anyway).
-"""
 
-from __future__ import annotations
+(No `from __future__ import annotations`: FastAPI must resolve the `Current` dependency alias
+defined inside `build_sessions_router` at run time.)
+"""
 
 from collections.abc import Callable
 from dataclasses import dataclass

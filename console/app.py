@@ -5,6 +5,7 @@ defined inside `build_app` at run time.)
 """
 
 import asyncio
+import re
 import time
 import unicodedata
 import uuid
@@ -53,6 +54,7 @@ from shared.reference import wenling
 from shared.security_headers import PAGE_POLICY, SecurityHeaders
 
 CHINA = ZoneInfo("Asia/Shanghai")
+RECEIPT_CODE = re.compile(r"[0-9A-Z]{1,16}(?:-[0-9A-Z]{1,16})?")  # e.g. GFBP0-H68TX
 HERE = Path(__file__).parent
 SERVICES = ("intake", "routing", "notification", "evaluation")
 # Every state a department may see its cases in (routing's DEPARTMENT_VISIBLE).
@@ -599,7 +601,11 @@ def build_app(
             return RedirectResponse(f"/cases/{UUID(q)}", status_code=303)
         except ValueError:
             pass
-        code = q.upper()[:32]
+        code = q.upper()
+        if not RECEIPT_CODE.fullmatch(code):
+            return render(
+                request, ctx, "case_search.html", 404, q=q, message="没有找到，或您无权查看。"
+            )
         case_id = await find_by_receipt(request, ctx, code)
         if case_id:
             return RedirectResponse(f"/cases/{case_id}", status_code=303)

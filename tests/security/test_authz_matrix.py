@@ -472,6 +472,15 @@ MATRIX: list[Row] = [
         params={"from": TODAY.strftime("%Y-%m"), "to": TODAY.strftime("%Y-%m")},
     ),
     Row("evaluation", "GET", "/api/v1/stations/advanced", allowed=STAFF, params={"year": 2025}),
+    # ---- slice "console" (issue 14): routing's session routes ------------------------------
+    Row("routing", "GET", "/api/v1/auth/session", allowed=STAFF),
+    Row(
+        "routing",
+        "POST",
+        "/api/v1/auth/logout",
+        allowed=STAFF,
+        note="last row: it revokes each caller's cached token (only /auth/session checks that)",
+    ),
 ]
 
 EXCLUDED_PREFIXES = ("/health/", "/metrics", "/docs", "/openapi.json", "/redoc")

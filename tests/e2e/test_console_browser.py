@@ -223,6 +223,16 @@ async def test_console_in_a_browser(stack: Stack, tmp_path: Path) -> None:
         browser = await pw.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS
         )
+        # Anything the pages' Content-Security-Policy blocks shows up in the browser console.
+        blocked: list[str] = []
+
+        def watch(page: Page) -> Page:
+            page.on(
+                "console",
+                lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None,
+            )
+            return page
+
         try:
 
             async def sign_in(page: Page, user: str) -> None:
@@ -234,7 +244,7 @@ async def test_console_in_a_browser(stack: Stack, tmp_path: Path) -> None:
 
             # ---- the operator: overview, case timeline, pipeline --------------------------
             context = await browser.new_context(viewport={"width": 1280, "height": 900})
-            page = await context.new_page()
+            page = watch(await context.new_page())
             await page.goto(f"{console}/overview")
             assert page.url.endswith("/login")  # not signed in yet
             await page.fill("#username", "operator")
@@ -306,14 +316,24 @@ async def test_console_in_a_browser(stack: Stack, tmp_path: Path) -> None:
             finally:
                 routing.send_signal(signal.SIGCONT)
             await expect(routing_status).to_have_text("正常", timeout=20_000)
-            await page.click("#logout")
+            (copied,) = [c for c in await context.cookies() if c["name"] == "minyi_console"]
+            await page.click("#logout")  # a form with its CSRF token, as the page renders it
             await page.wait_for_load_state()
-            assert page.url.endswith("/login")
+            assert page.url.endswith("/login?reason=signed_out"), page.url
+            await expect(page.locator("#signed-out")).to_contain_text("已退出登录")
+            await context.close()
+
+            # ---- a copy of the cookie taken before sign-out is worthless after it -----------
+            context = await browser.new_context(viewport={"width": 1280, "height": 900})
+            await context.add_cookies([copied])
+            page = watch(await context.new_page())
+            await page.goto(f"{console}/overview")
+            assert page.url.endswith("/login?reason=signed_out"), page.url
             await context.close()
 
             # ---- the transport bureau: its queue and its case --------------------------------
             context = await browser.new_context(viewport={"width": 1280, "height": 900})
-            page = await context.new_page()
+            page = watch(await context.new_page())
             await sign_in(page, "dept-transport")
             assert page.url.endswith("/departments/transport"), page.url
             await expect(page.locator(f'#queue tr[data-case="{case["id"]}"]')).to_have_count(1)
@@ -331,7 +351,7 @@ async def test_console_in_a_browser(stack: Stack, tmp_path: Path) -> None:
 
             # ---- another department may not open it -------------------------------------------
             context = await browser.new_context(viewport={"width": 1280, "height": 900})
-            page = await context.new_page()
+            page = watch(await context.new_page())
             await sign_in(page, "dept-housing")
             response = await page.goto(f"{console}/cases/{case['id']}")
             assert response is not None
@@ -346,7 +366,7 @@ async def test_console_in_a_browser(stack: Stack, tmp_path: Path) -> None:
             # ---- the committee and an admin see the whole picture; station staff their own --
             for user in ("committee", "admin"):
                 context = await browser.new_context(viewport={"width": 1280, "height": 900})
-                page = await context.new_page()
+                page = watch(await context.new_page())
                 await sign_in(page, user)
                 response = await page.goto(f"{console}/overview")
                 assert response is not None
@@ -357,7 +377,7 @@ async def test_console_in_a_browser(stack: Stack, tmp_path: Path) -> None:
                 await page.screenshot(path=str(shots / f"7-overview-{user}.png"), full_page=True)
                 await context.close()
             context = await browser.new_context(viewport={"width": 1280, "height": 900})
-            page = await context.new_page()
+            page = watch(await context.new_page())
             await sign_in(page, "station-zeguo-1")
             for path, expected in (
                 ("/stations/zeguo-1", 200),
@@ -370,5 +390,6 @@ async def test_console_in_a_browser(stack: Stack, tmp_path: Path) -> None:
             await page.goto(f"{console}/stations/zeguo-1")
             await page.screenshot(path=str(shots / "8-station-zeguo-1.png"), full_page=True)
             await context.close()
+            assert blocked == [], blocked
         finally:
             await browser.close()

@@ -92,9 +92,10 @@ SAME_ORIGIN = {"origin": CONSOLE, "sec-fetch-site": "same-origin"}
 
 
 def form_token(html: str) -> str:
+    """The page's CSRF token ("" when it has none: the tests then fail on what they assert,
+    not here)."""
     found = TOKEN_FIELD.search(html)
-    assert found is not None, html
-    return found.group(1)
+    return found.group(1) if found else ""
 
 
 def set_cookies(response: httpx.Response) -> list[str]:
@@ -209,13 +210,13 @@ async def test_a_cookie_copied_before_sign_out_is_refused_after_it(stack: Stack,
 
         out = await user.post("/logout", data={"csrf_token": token}, headers=SAME_ORIGIN)
         assert out.status_code == 303
-        assert out.headers["location"] == SIGNED_OUT
         assert SESSION_COOKIE not in user.cookies
-        assert await stack.revoked_rows() == 1
 
         after = await thief.get("/departments/transport")
         assert after.status_code == 303
         assert after.headers["location"] == SIGNED_OUT
+        assert out.headers["location"] == SIGNED_OUT
+        assert await stack.revoked_rows() == 1
         page = await thief.get(after.headers["location"])
         assert "您已退出登录" in page.text
         thief.cookies.set(SESSION_COOKIE, copied)

@@ -325,7 +325,9 @@ async def test_console_in_a_browser(stack: Stack, tmp_path: Path) -> None:
 
             # ---- a copy of the cookie taken before sign-out is worthless after it -----------
             context = await browser.new_context(viewport={"width": 1280, "height": 900})
-            await context.add_cookies([copied])
+            await context.add_cookies(
+                [{"name": copied["name"], "value": copied["value"], "url": console}]
+            )
             page = watch(await context.new_page())
             await page.goto(f"{console}/overview")
             assert page.url.endswith("/login?reason=signed_out"), page.url

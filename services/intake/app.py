@@ -34,7 +34,6 @@ from shared.events import (
     envelope_schema,
 )
 from shared.http import install_common
-from shared.http_limits import BodySizeLimit
 from shared.messaging.consumer import delivery_of, subscriber_options
 from shared.metrics import EVENTS_CONSUMED
 from shared.ratelimit import RateLimiter
@@ -129,8 +128,14 @@ def _field(loc: Any) -> str:
     return ".".join(parts) or "body"
 
 
-def build_app(settings: IntakeSettings, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
-    """The app; `clock` (aware datetimes) replaces the system clock for the station rules."""
+def build_app(
+    settings: IntakeSettings,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    wechat_clock: Callable[[], datetime] | None = None,
+) -> FastAPI:
+    """The app; `clock` (aware datetimes) replaces the system clock for the station rules,
+    `wechat_clock` for the freshness of WeChat callbacks' signed timestamps."""
     runtime = build_runtime(settings)
     app = FastAPI(
         title="Minyi intake",
@@ -147,7 +152,13 @@ def build_app(settings: IntakeSettings, *, clock: Callable[[], datetime] | None 
     def store_of(_request: Request) -> IntakeStore:
         return IntakeStore(runtime.pool, topic_prefix=settings.kafka.topic_prefix)
 
-    install_common(app, service=SERVICE, ready=runtime.ready)
+    install_common(
+        app,
+        service=SERVICE,
+        ready=runtime.ready,
+        max_body_bytes=settings.limits.max_body_bytes,
+        body_overrides=[(BATCH_PATH, settings.limits.batch_max_body_bytes)],
+    )
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -172,7 +183,7 @@ def build_app(settings: IntakeSettings, *, clock: Callable[[], datetime] | None 
 
     limiter = RateLimiter(
         enabled=settings.rate_limit.enabled,
-        trust_forwarded_for=settings.rate_limit.trust_forwarded_for,
+        trusted_proxies=settings.http.trusted_proxies,
     )
 
     def store() -> IntakeStore:
@@ -197,6 +208,7 @@ def build_app(settings: IntakeSettings, *, clock: Callable[[], datetime] | None 
         settings,
         limiter,
         clock or _system_clock,
+        wechat_clock or _system_clock,
         references=references,
         writer=writer,
     )
@@ -211,11 +223,6 @@ def build_app(settings: IntakeSettings, *, clock: Callable[[], datetime] | None 
                 on_change=references.invalidate,
             ),
         )
-    )
-    app.add_middleware(
-        BodySizeLimit,
-        max_bytes=settings.limits.max_body_bytes,
-        overrides=[(BATCH_PATH, settings.limits.batch_max_body_bytes)],
     )
     app.state.runtime = runtime
     app.state.limiter = limiter

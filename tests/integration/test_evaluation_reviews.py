@@ -239,9 +239,8 @@ async def test_a_station_runs_report_back_sessions_of_its_own_station_only(infra
         # Nothing the refused calls asked for was written: two sessions, three scores.
         assert await pool.fetchval("SELECT count(*) FROM report_back_sessions") == 2
         assert await pool.fetchval("SELECT count(*) FROM report_back_scores") == 3
-        station_of = dict(
-            await pool.fetch("SELECT deputy_id, station_id FROM report_back_sessions")
-        )
+        rows = await pool.fetch("SELECT deputy_id, station_id FROM report_back_sessions")
+        station_of = {r["deputy_id"]: r["station_id"] for r in rows}
         assert station_of == {OWN_DEPUTY: OWN_STATION, OTHER_DEPUTY: OTHER_STATION}
     finally:
         await pool.close()

@@ -58,6 +58,7 @@ def service_cli(
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=20,
+            **proxy_options(settings.http),
         )
 
     @cli.command()
@@ -98,6 +99,15 @@ def service_cli(
             out.write_text(text, encoding="utf-8")
 
     return cli
+
+
+def proxy_options(http: HttpSettings) -> dict[str, Any]:
+    """uvicorn's proxy trust from the service's `http.trusted_proxies` (the setting its rate
+    limiters use too). uvicorn's own default trusts X-Forwarded-For from 127.0.0.1, which would
+    let anything on the host pick its client address: off unless proxies are named."""
+    if not http.trusted_proxies:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": list(http.trusted_proxies)}
 
 
 def asyncapi_app(runtime: ServiceRuntime, service: str) -> FastStream:

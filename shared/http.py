@@ -18,6 +18,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.http_limits import DEFAULT_MAX_BODY_BYTES, BodyOverrides, install_body_limit
 from shared.metrics import HTTP_REQUESTS, HTTP_SECONDS
 
 log = structlog.get_logger(__name__)
@@ -42,8 +43,16 @@ def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or "body"
 
 
-def install_common(app: FastAPI, *, service: str, ready: ReadyCheck) -> None:
-    """Add /health/live, /health/ready, /metrics, clear 4xx bodies, no stack traces to clients."""
+def install_common(
+    app: FastAPI,
+    *,
+    service: str,
+    ready: ReadyCheck,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    body_overrides: BodyOverrides | None = None,
+) -> None:
+    """Add /health/live, /health/ready, /metrics, clear 4xx bodies, no stack traces to clients,
+    and the request body limit (413 beyond `max_body_bytes`, before anything parses a body)."""
 
     @app.get("/health/live", tags=["health"], summary="The process is up")
     async def live() -> dict[str, str]:
@@ -119,6 +128,7 @@ def install_common(app: FastAPI, *, service: str, ready: ReadyCheck) -> None:
             status_code=500,
         )
 
+    install_body_limit(app, max_body_bytes, body_overrides)  # inside RedMetrics: 413s counted
     app.add_middleware(RedMetrics, service=service)
 
 

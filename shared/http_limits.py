@@ -1,5 +1,8 @@
 """Request body size limits, before anything parses the body: 413 with a clear message (pure
-ASGI: by Content-Length, or counted while streaming)."""
+ASGI: by Content-Length, or counted while streaming).
+
+Every service mounts it through `shared.http.install_common` (its own limit from its settings);
+`install_body_limit` is the one place that does it, for any other app (the console)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,9 @@ import re
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+BodyOverrides = list[tuple[str, int]]
 
 
 class BodySizeLimit:
@@ -62,6 +68,14 @@ class BodySizeLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+def install_body_limit(
+    app: Any, max_bytes: int = DEFAULT_MAX_BODY_BYTES, overrides: BodyOverrides | None = None
+) -> None:
+    """Mount `BodySizeLimit` on a Starlette/FastAPI app: `max_bytes` for any request, and
+    `overrides` (a full-match path pattern, its own limit) for the few that take more."""
+    app.add_middleware(BodySizeLimit, max_bytes=max_bytes, overrides=overrides or [])
 
 
 async def _too_large(send: Send, limit: int) -> None:

@@ -54,6 +54,13 @@ class DatabaseSettings(_Section):
 class HttpSettings(_Section):
     host: str = "127.0.0.1"
     port: int
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks (CIDR) of the reverse proxies in front of the "
+        "service. Only a request from one of them may name the client in X-Forwarded-For; "
+        "empty (the default): the header is ignored, the client is the TCP peer. Used by both "
+        "uvicorn (forwarded_allow_ips) and the service's rate limiters.",
+    )
 
 
 class OutboxSettings(_Section):

@@ -209,6 +209,29 @@ def _refuse(status: int, error: str, message: str) -> HTTPException:
     return HTTPException(status, detail={"error": error, "message": message})
 
 
+def _invalid(field: str, message: str) -> HTTPException:
+    return HTTPException(
+        422,
+        detail={
+            "error": "validation_failed",
+            "message": f"Invalid request — {field}: {message}",
+            "fields": [{"field": field, "message": message}],
+        },
+    )
+
+
+def _own_station_only(who: Principal, station_id: str | None, action: str) -> None:
+    """A station account acts for its own station only; the committee, operators and admins
+    (and departments where the route lets them in) for any."""
+    if who.role is Role.STATION and station_id != who.station_id:
+        raise _refuse(
+            403,
+            "forbidden",
+            f"A station account may {action} of its own station only "
+            f"({who.station_id}), not {station_id}.",
+        )
+
+
 def _rating_out(row: dict[str, Any], *, already: bool) -> RatingOut:
     level = Level(row["level"])
     return RatingOut(
@@ -461,10 +484,22 @@ def build_router(
         body: SessionIn, request: Request, who: Annotated[Principal, Depends(organisers)]
     ) -> SessionOut:
         store = store_of(request)
+        if body.station_id is not None:
+            _own_station_only(who, body.station_id, "open report-back sessions")
+        station_id = body.station_id or (who.station_id if who.role is Role.STATION else None)
+        deputy_station = await store.deputy_station(body.deputy_id)
+        if deputy_station is None:
+            raise _invalid("deputy_id", f"unknown deputy {body.deputy_id!r}")
+        if station_id is not None and deputy_station != station_id:
+            raise _invalid(
+                "deputy_id",
+                f"deputy {body.deputy_id!r} belongs to station {deputy_station!r}, "
+                f"not {station_id!r}",
+            )
         created = await store.create_session(
             uuid4(),
             deputy_id=body.deputy_id,
-            station_id=body.station_id,
+            station_id=deputy_station,
             held_on=body.held_on,
             title=body.title,
             created_by=who.subject,
@@ -485,8 +520,10 @@ def build_router(
         who: Annotated[Principal, Depends(organisers)],
     ) -> Any:
         store = store_of(request)
-        if await store.session(session_id) is None:
+        session = await store.session(session_id)
+        if session is None:
             raise _refuse(404, "not_found", f"No report-back session {session_id}.")
+        _own_station_only(who, session["station_id"], "score report-back sessions")
         recorded, score = await store.add_score(session_id, body.voter_ref, body.score, who.subject)
         out = ScoreOut(session_id=session_id, voter_ref=body.voter_ref, score=score, recorded=True)
         if not recorded:
@@ -500,9 +537,11 @@ def build_router(
         summary="A report-back session and the distribution of its scores (staff)",
     )
     async def get_session(
-        session_id: UUID, request: Request, _who: Annotated[Principal, Depends(staff)]
+        session_id: UUID, request: Request, who: Annotated[Principal, Depends(staff)]
     ) -> SessionOut:
-        return await _session_out(store_of(request), session_id)
+        out = await _session_out(store_of(request), session_id)
+        _own_station_only(who, out.station_id, "read report-back sessions")
+        return out
 
     # -- station activity -----------------------------------------------------------------
 

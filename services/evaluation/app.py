@@ -22,7 +22,6 @@ from shared.events import (
     envelope_schema,
 )
 from shared.http import install_common
-from shared.http_limits import BodySizeLimit
 from shared.messaging.consumer import delivery_of, subscriber_options
 from shared.metrics import EVENTS_CONSUMED
 from shared.ratelimit import RateLimiter
@@ -102,11 +101,11 @@ def build_app(settings: EvaluationSettings) -> FastAPI:
     def store_of(_request: Request) -> EvaluationStore:
         return EvaluationStore(runtime.pool, topic_prefix=settings.kafka.topic_prefix)
 
-    install_common(app, service=SERVICE, ready=runtime.ready)
-    app.add_middleware(SecurityHeaders)
     limits = settings.limits
+    install_common(app, service=SERVICE, ready=runtime.ready, max_body_bytes=limits.max_body_bytes)
+    app.add_middleware(SecurityHeaders)
     limiter = RateLimiter(
-        enabled=limits.rate_limit_enabled, trust_forwarded_for=limits.trust_forwarded_for
+        enabled=limits.rate_limit_enabled, trusted_proxies=settings.http.trusted_proxies
     )
     app.include_router(
         build_router(
@@ -117,7 +116,6 @@ def build_app(settings: EvaluationSettings) -> FastAPI:
             per_address=limits.per_address,
         )
     )
-    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
     app.state.runtime = runtime
     return app
 

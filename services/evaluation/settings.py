@@ -25,9 +25,6 @@ class LimitSettings(BaseModel):
     per_address: str = Field(
         default="60/minute", description="`limits` notation: rating-link requests per address."
     )
-    trust_forwarded_for: bool = Field(
-        default=False, description="Take the client address from X-Forwarded-For (behind a proxy)."
-    )
 
 
 class EvaluationSettings(BaseSettings):

@@ -469,7 +469,19 @@ class EvaluationStore:
                        name = EXCLUDED.name, online = EXCLUDED.online""",
                 [(s.id, s.town_id, s.name, s.online) for s in ref.stations],
             )
-        return f"evaluation: {len(ref.stations)} stations"
+            await conn.executemany(
+                """INSERT INTO deputies (deputy_id, station_id) VALUES ($1, $2)
+                   ON CONFLICT (deputy_id) DO UPDATE SET station_id = EXCLUDED.station_id""",
+                [(d.id, d.station_id) for d in ref.deputies],
+            )
+        return f"evaluation: {len(ref.stations)} stations, {len(ref.deputies)} deputies"
+
+    async def deputy_station(self, deputy_id: str) -> str | None:
+        """The station a deputy belongs to; None for a deputy the reference data lacks."""
+        station: str | None = await self._pool.fetchval(
+            "SELECT station_id FROM deputies WHERE deputy_id = $1", deputy_id
+        )
+        return station
 
 
 def invited_event(

@@ -1,5 +1,6 @@
 """Intake's HTTP handlers: translate a request into a call, nothing more."""
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -187,6 +188,7 @@ class Deps:
     settings: IntakeSettings
     limiter: RateLimiter
     clock: Callable[[], datetime] = _system_clock  # tests inject their own (station rules)
+    wechat_clock: Callable[[], datetime] = _system_clock  # WeChat timestamps' freshness
     references: ReferenceCache | None = None  # None: read the tables on every request
     writer: GroupWriter | None = None  # None: one transaction per request
 
@@ -353,18 +355,20 @@ def build_router(deps: Deps) -> APIRouter:
             )
         if body.channel is not Channel.ONLINE:  # staff channels need a station account
             check_staff(principal, body.station_id)
-        if not principal.is_staff:
+        if not principal.is_staff:  # every request counts against the address
             deps.limiter.hit(
                 per_address, "form", deps.limiter.client_address(request), what="from this address"
             )
-            if body.voter_phone:
-                deps.limiter.hit(per_phone, "phone", body.voter_phone, what="for this phone")
         snapshot = await deps.reference_snapshot(request)
         problems = snapshot.problems(
             station_id=body.station_id, category_id=body.category_id, deputy_id=body.deputy_id
         )
         if problems:
             raise invalid(problems)
+        if not principal.is_staff and body.voter_phone:
+            # Only submissions that are accepted count against the voter's phone: invalid
+            # posts naming somebody's number must not lock that voter out of the form.
+            deps.limiter.hit(per_phone, "phone", body.voter_phone, what="for this phone")
         opinion = make_opinion(
             body,
             channel=body.channel,
@@ -524,6 +528,27 @@ def _wechat_router(deps: Deps, per_address: Any, per_openid: Any) -> APIRouter:
     router = APIRouter(prefix="/wechat", tags=["wechat"])
     settings = deps.settings
 
+    window_s = settings.wechat.freshness_s
+
+    def forbidden(message: str) -> HTTPException:
+        return HTTPException(status.HTTP_403_FORBIDDEN, detail={"message": message})
+
+    async def fresh_once(request: Request, timestamp: str, nonce: str, body: bytes) -> None:
+        """A signed URL is good for one request (or WeChat's retries of it, same body), and
+        only within `wechat.freshness_s` of its timestamp: a captured URL cannot be replayed."""
+        now = deps.wechat_clock().timestamp()
+        if not wechat.is_fresh(timestamp, now=now, window_s=window_s):
+            raise forbidden("The signed timestamp is outside the accepted window.")
+        first = await deps.store_of(request).claim_wechat_nonce(
+            int(timestamp),
+            nonce,
+            hashlib.sha256(body).hexdigest(),
+            purge_before=int(now) - window_s,
+        )
+        if not first:
+            log.warning("wechat_callback_replayed")
+            raise forbidden("This signed request was used already.")
+
     def verified(request: Request, signature: str, timestamp: str, nonce: str) -> None:
         token = settings.wechat.token.get_secret_value()
         if not wechat.verify(token, signature_=signature, timestamp=timestamp, nonce=nonce):
@@ -545,7 +570,7 @@ def _wechat_router(deps: Deps, per_address: Any, per_openid: Any) -> APIRouter:
         response_class=Response,
         responses={
             200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
-            403: {"description": "Wrong signature."},
+            403: {"description": "Wrong signature, stale timestamp, or a replayed request."},
         },
     )
     async def verify_url(
@@ -556,6 +581,7 @@ def _wechat_router(deps: Deps, per_address: Any, per_openid: Any) -> APIRouter:
         echostr: Annotated[str, Query(max_length=512)],
     ) -> Response:
         verified(request, signature, timestamp, nonce)
+        await fresh_once(request, timestamp, nonce, b"GET " + echostr.encode())
         return Response(echostr, media_type="text/plain")
 
     @router.post(
@@ -567,7 +593,10 @@ def _wechat_router(deps: Deps, per_address: Any, per_openid: Any) -> APIRouter:
         responses={
             200: {"content": {_XML: {"schema": {"type": "string"}}}},
             400: {"description": "Not a readable WeChat message."},
-            403: {"description": "Wrong signature; nothing was recorded."},
+            403: {
+                "description": "Wrong signature, stale timestamp, or a signed URL used "
+                "already with another body; nothing was recorded."
+            },
             429: {"description": "Too many messages; see Retry-After."},
         },
     )
@@ -578,8 +607,10 @@ def _wechat_router(deps: Deps, per_address: Any, per_openid: Any) -> APIRouter:
         nonce: Annotated[str, Query(max_length=64)],
     ) -> Response:
         verified(request, signature, timestamp, nonce)
+        body = await request.body()
+        await fresh_once(request, timestamp, nonce, body)
         try:
-            message = wechat.parse(await request.body())
+            message = wechat.parse(body)
         except wechat.BadMessage as exc:
             raise HTTPException(400, detail={"message": str(exc)}) from exc
         reply_from = settings.wechat.account_id or message.to_user

@@ -34,7 +34,6 @@ from shared.events import (
     envelope_schema,
 )
 from shared.http import install_common
-from shared.http_limits import BodySizeLimit
 from shared.messaging.consumer import delivery_of, subscriber_options
 from shared.metrics import EVENTS_CONSUMED
 from shared.ratelimit import RateLimiter
@@ -130,8 +129,14 @@ def _field(loc: Any) -> str:
     return ".".join(parts) or "body"
 
 
-def build_app(settings: IntakeSettings, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
-    """The app; `clock` (aware datetimes) replaces the system clock for the station rules."""
+def build_app(
+    settings: IntakeSettings,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    wechat_clock: Callable[[], datetime] | None = None,
+) -> FastAPI:
+    """The app; `clock` (aware datetimes) replaces the system clock for the station rules,
+    `wechat_clock` for the freshness of WeChat callbacks' signed timestamps."""
     runtime = build_runtime(settings)
     app = FastAPI(
         title="Minyi intake",
@@ -148,7 +153,13 @@ def build_app(settings: IntakeSettings, *, clock: Callable[[], datetime] | None 
     def store_of(_request: Request) -> IntakeStore:
         return IntakeStore(runtime.pool, topic_prefix=settings.kafka.topic_prefix)
 
-    install_common(app, service=SERVICE, ready=runtime.ready)
+    install_common(
+        app,
+        service=SERVICE,
+        ready=runtime.ready,
+        max_body_bytes=settings.limits.max_body_bytes,
+        body_overrides=[(BATCH_PATH, settings.limits.batch_max_body_bytes)],
+    )
     app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(RequestValidationError)
@@ -174,7 +185,7 @@ def build_app(settings: IntakeSettings, *, clock: Callable[[], datetime] | None 
 
     limiter = RateLimiter(
         enabled=settings.rate_limit.enabled,
-        trust_forwarded_for=settings.rate_limit.trust_forwarded_for,
+        trusted_proxies=settings.http.trusted_proxies,
     )
 
     def store() -> IntakeStore:
@@ -199,6 +210,7 @@ def build_app(settings: IntakeSettings, *, clock: Callable[[], datetime] | None 
         settings,
         limiter,
         clock or _system_clock,
+        wechat_clock or _system_clock,
         references=references,
         writer=writer,
     )
@@ -213,11 +225,6 @@ def build_app(settings: IntakeSettings, *, clock: Callable[[], datetime] | None 
                 on_change=references.invalidate,
             ),
         )
-    )
-    app.add_middleware(
-        BodySizeLimit,
-        max_bytes=settings.limits.max_body_bytes,
-        overrides=[(BATCH_PATH, settings.limits.batch_max_body_bytes)],
     )
     app.state.runtime = runtime
     app.state.limiter = limiter

@@ -38,9 +38,6 @@ class RateLimitSettings(_Section):
     per_phone: str = Field(
         default="10/hour", description="Per voter phone number (and WeChat openid)."
     )
-    trust_forwarded_for: bool = Field(
-        default=False, description="Take the client address from X-Forwarded-For (behind a proxy)."
-    )
 
 
 class ReferenceCacheSettings(_Section):
@@ -75,6 +72,12 @@ class WeChatSettings(_Section):
     )
     account_id: str = Field(
         default="", description="The official account's id (gh_…); replies name it as sender."
+    )
+    freshness_s: int = Field(
+        default=300,
+        ge=1,
+        description="A callback's signed timestamp must be within this many seconds of our "
+        "clock, and each (timestamp, nonce) is accepted once within it (403 otherwise).",
     )
 
 

@@ -97,6 +97,27 @@ class IntakeStore:
         self._pool = pool
         self._topic_prefix = topic_prefix
 
+    # -- WeChat callbacks: (timestamp, nonce) seen within the freshness window ---------------
+
+    async def claim_wechat_nonce(
+        self, timestamp: int, nonce: str, body_sha256: str, *, purge_before: int
+    ) -> bool:
+        """Remember this signed (timestamp, nonce) with its body's hash. True the first time,
+        and again for the very same body (WeChat retrying a push); False for another body (a
+        replayed URL). Pairs whose timestamp is before `purge_before` are forgotten."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM wechat_nonces WHERE timestamp < $1", purge_before)
+            seen = await conn.fetchval(
+                """INSERT INTO wechat_nonces (timestamp, nonce, body_sha256)
+                   VALUES ($1, $2, $3)
+                   ON CONFLICT (timestamp, nonce) DO UPDATE SET timestamp = EXCLUDED.timestamp
+                   RETURNING body_sha256""",
+                timestamp,
+                nonce,
+                body_sha256,
+            )
+        return bool(seen == body_sha256)
+
     # -- reference data -------------------------------------------------------------------
 
     async def reference_snapshot(self) -> ReferenceSnapshot:

@@ -34,6 +34,15 @@ def verify(token: str, *, signature_: str, timestamp: str, nonce: str) -> bool:
     return hmac.compare_digest(expected, signature_.strip().lower())
 
 
+def is_fresh(timestamp: str, *, now: float, window_s: int) -> bool:
+    """The signed timestamp (Unix seconds) is within `window_s` of `now`."""
+    try:
+        signed_at = int(timestamp)
+    except ValueError:
+        return False
+    return abs(now - signed_at) <= window_s
+
+
 @dataclass(frozen=True)
 class Message:
     to_user: str  # the official account (gh_…)

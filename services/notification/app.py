@@ -27,7 +27,6 @@ from shared.events import (
     envelope_schema,
 )
 from shared.http import install_common
-from shared.http_limits import BodySizeLimit
 from shared.messaging.consumer import delivery_of, subscriber_options
 from shared.metrics import EVENTS_CONSUMED
 from shared.reference import wenling
@@ -148,10 +147,14 @@ def build_app(settings: NotificationSettings) -> FastAPI:
     def store_of(_request: Request) -> NotificationStore:
         return NotificationStore(runtime.pool, topic_prefix=settings.kafka.topic_prefix)
 
-    install_common(app, service=SERVICE, ready=runtime.ready)
+    install_common(
+        app,
+        service=SERVICE,
+        ready=runtime.ready,
+        max_body_bytes=settings.callbacks.max_body_bytes,
+    )
     app.add_middleware(SecurityHeaders)
     app.include_router(build_router(store_of, settings.auth, settings.callbacks))
-    app.add_middleware(BodySizeLimit, max_bytes=settings.callbacks.max_body_bytes)
     app.state.runtime = runtime
     return app
 

@@ -35,8 +35,10 @@ from services.routing.domain.lifecycle import (
 )
 from services.routing.live import TaskHub
 from services.routing.settings import RoutingSettings
+from services.routing.signin_limits import SignInLimiter, SignInLocked
 from services.routing.store import CaseNotFound, RoutingStore
 from shared.auth import Principal, Role, issue_token, principal_dependency
+from shared.ratelimit import TrustedProxies
 
 StoreOf = Callable[[Request], RoutingStore]
 PrincipalDependency = Callable[[Request], Coroutine[Any, Any, Principal]]
@@ -261,14 +263,35 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         parallelism=settings.accounts.argon2_parallelism,
     )
     dummy_hash = hasher.hash("not-a-real-secret")
+    signin_limiter = SignInLimiter(
+        max_failures=settings.limits.signin_max_failures,
+        window_s=settings.limits.signin_window_s,
+    )
+    proxies = TrustedProxies(settings.http.trusted_proxies)
 
     # ---- sign-in ----------------------------------------------------------------------------
 
     @router.post(
-        "/auth/token", response_model=TokenOut, tags=["auth"], summary="Client id + secret → JWT"
+        "/auth/token",
+        response_model=TokenOut,
+        tags=["auth"],
+        summary="Client id + secret → JWT",
+        description="Failed sign-ins are limited per account and per client address "
+        "(`limits.signin_max_failures` within `limits.signin_window_s`): past the limit every "
+        "attempt, even with the right secret, gets 429 with Retry-After.",
+        responses={
+            401: {"description": "Unknown client id or wrong secret."},
+            429: {"description": "Too many failed sign-ins; see Retry-After."},
+        },
     )
     async def token(body: TokenIn, request: Request) -> TokenOut:
-        account = await store_of(request).account(body.client_id)
+        store = store_of(request)
+        address = proxies.client_of(request)
+        try:
+            reservation = await signin_limiter.reserve(store.pool, body.client_id, address)
+        except SignInLocked as exc:
+            raise exc.as_http() from exc
+        account = await store.account(body.client_id)
         secret_hash = account["secret_hash"] if account else dummy_hash
 
         def verify() -> bool:
@@ -284,6 +307,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
                 detail={"message": "Unknown client id or wrong secret."},
                 headers={"WWW-Authenticate": "Bearer"},
             )
+        await signin_limiter.succeeded(store.pool, body.client_id, reservation)
         principal = Principal(
             subject=account["client_id"],
             role=Role(account["role"]),

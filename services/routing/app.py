@@ -151,7 +151,9 @@ def build_app(settings: RoutingSettings) -> FastAPI:
     def store_of(_request: Request) -> RoutingStore:
         return RoutingStore(runtime.pool, topic_prefix=settings.kafka.topic_prefix)
 
-    install_common(app, service=SERVICE, ready=runtime.ready)
+    install_common(
+        app, service=SERVICE, ready=runtime.ready, max_body_bytes=settings.limits.max_body_bytes
+    )
     app.add_middleware(SecurityHeaders)
     install_auth(app, settings)
     app.include_router(build_router(store_of, settings, hub))

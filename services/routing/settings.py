@@ -51,6 +51,22 @@ class ApiSettings(BaseModel):
     sse_ping_s: int = Field(default=15, ge=1)
 
 
+class LimitSettings(BaseModel):
+    """Request body size (413 beyond it) and the sign-in limiter: failed sign-ins per account
+    and per client address within a moving window, counted in routing's PostgreSQL (shared by
+    every replica). Past `signin_max_failures` the next attempt gets 429 with Retry-After —
+    even with the right secret — until the window has moved past enough failures."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_body_bytes: int = Field(default=16 * 1024, ge=1024, description="Any request.")
+    signin_max_failures: int = Field(
+        default=10, ge=1, description="Failed sign-ins per account, and per address, allowed."
+    )
+    signin_window_s: int = Field(
+        default=15 * 60, ge=1, description="The moving window failures are counted in."
+    )
+
+
 class RoutingSettings(BaseSettings):
     """Environment: `MINYI_ROUTING__<SECTION>__<FIELD>`, e.g. `MINYI_ROUTING__HTTP__PORT`."""
 
@@ -67,3 +83,4 @@ class RoutingSettings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     accounts: AccountSettings = Field(default_factory=AccountSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)

@@ -66,13 +66,15 @@ async def running_intake(
     topic_prefix: str,
     *,
     clock: Callable[[], datetime] | None = None,
+    wechat_clock: Callable[[], datetime] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Intake]:
-    """`clock` (aware datetimes) replaces the system clock for the station rules."""
+    """`clock` (aware datetimes) replaces the system clock for the station rules,
+    `wechat_clock` for the freshness of WeChat's signed timestamps."""
     settings = make_settings(database_url, topic_prefix, **overrides)
     await migrate(database_url, SCHEMA, MIGRATIONS)
     await seed(settings)
-    app = build_app(settings, clock=clock)
+    app = build_app(settings, clock=clock, wechat_clock=wechat_clock)
     runtime: ServiceRuntime = app.state.runtime
     await runtime.start()
     try:

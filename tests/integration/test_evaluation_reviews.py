@@ -21,6 +21,7 @@ from shared.auth import AuthSettings, Principal, Role, issue_token
 from shared.events import CaseAssignedV1, CaseCompletedV1, EventEnvelope
 from shared.http import install_common
 from shared.messaging.inbox import Delivery
+from shared.reference import wenling
 from tests.helpers import migrate, open_pool
 
 pytestmark = pytest.mark.integration
@@ -39,6 +40,7 @@ async def test_station_and_committee_evaluate_an_invitation_once_each(infra, dat
     pool = await open_pool(database_url, SCHEMA)
     try:
         store = EvaluationStore(pool)
+        await store.seed(wenling())  # the deputies and their stations
         at = datetime(2025, 3, 3, 1, tzinfo=UTC)
         dims: dict[str, Any] = dict(
             department_id="housing", station_id="zeguo-1", town_id="zeguo", category_id="housing"
@@ -121,7 +123,7 @@ async def test_station_and_committee_evaluate_an_invitation_once_each(infra, dat
             session = await http.post(
                 "/api/v1/report-back-sessions",
                 json={
-                    "deputy_id": "deputy-7",
+                    "deputy_id": "dep-002",  # a deputy of zeguo-1 (the reference data)
                     "station_id": "zeguo-1",
                     "held_on": "2025-03-20",
                     "title": "2024年度代表述职评议",
@@ -162,5 +164,83 @@ async def test_station_and_committee_evaluate_an_invitation_once_each(infra, dat
             missing = await http.get(f"/api/v1/report-back-sessions/{uuid4()}", headers=committee)
             assert missing.status_code == 404
             assert missing.json()["error"] == "not_found"
+    finally:
+        await pool.close()
+
+
+# 述职评议 per station: the reference data's deputies (dep-001 of taiping-1, dep-002 of zeguo-1).
+OWN_STATION, OTHER_STATION = "zeguo-1", "taiping-1"
+OWN_DEPUTY, OTHER_DEPUTY = "dep-002", "dep-001"
+
+
+def _session(deputy_id: str, station_id: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"deputy_id": deputy_id, "held_on": "2025-03-20", "title": "述职评议"}
+    if station_id is not None:
+        body["station_id"] = station_id
+    return body
+
+
+async def test_a_station_runs_report_back_sessions_of_its_own_station_only(infra, database_url):
+    await migrate(database_url, SCHEMA, MIGRATIONS)
+    pool = await open_pool(database_url, SCHEMA)
+    try:
+        store = EvaluationStore(pool)
+        await store.seed(wenling())
+        app = FastAPI()
+        install_common(app, service="evaluation", ready=lambda: asyncio.sleep(0, {}))
+        app.include_router(build_router(lambda _r: store, auth=AUTH, links=LINKS))
+        own = _bearer(Role.STATION, "clerk-zeguo", OWN_STATION)
+        other = _bearer(Role.STATION, "clerk-taiping", OTHER_STATION)
+        committee = _bearer(Role.COMMITTEE, "committee-li")
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://evaluation") as http:
+            sessions = "/api/v1/report-back-sessions"
+            opened = await http.post(sessions, json=_session(OWN_DEPUTY), headers=own)
+            assert opened.status_code == 201, opened.text
+            assert opened.json()["station_id"] == OWN_STATION  # the deputy's, by default
+            sid = opened.json()["session_id"]
+
+            # Station B opens a session for station A (named, or through A's deputy): refused.
+            for_a = await http.post(sessions, json=_session(OWN_DEPUTY, OWN_STATION), headers=other)
+            assert for_a.status_code == 403, for_a.text
+            through_deputy = await http.post(sessions, json=_session(OWN_DEPUTY), headers=other)
+            assert through_deputy.status_code == 422, through_deputy.text
+            assert [f["field"] for f in through_deputy.json()["fields"]] == ["deputy_id"]
+            # An unknown deputy, or one of another station: 422 naming deputy_id (any caller).
+            for body, who in (
+                (_session("dep-999"), own),
+                (_session("dep-999"), committee),
+                (_session(OTHER_DEPUTY, OWN_STATION), committee),
+                (_session(OTHER_DEPUTY, OWN_STATION), own),
+            ):
+                refused = await http.post(sessions, json=body, headers=who)
+                assert refused.status_code == 422, (body, refused.text)
+                assert refused.json()["fields"][0]["field"] == "deputy_id"
+
+            # Station B scores or reads station A's session: refused; A and the committee may.
+            score = {"voter_ref": "B-001", "score": 90}
+            scores = f"{sessions}/{sid}/scores"
+            assert (await http.post(scores, json=score, headers=other)).status_code == 403
+            assert (await http.get(f"{sessions}/{sid}", headers=other)).status_code == 403
+            assert (await http.post(scores, json=score, headers=own)).status_code == 201
+            by_committee = {"voter_ref": "B-002", "score": 70}
+            assert (
+                await http.post(scores, json=by_committee, headers=committee)
+            ).status_code == 201
+
+            # The committee opens one for station B's deputy: B's, and only B may score it.
+            b_session = await http.post(sessions, json=_session(OTHER_DEPUTY), headers=committee)
+            assert b_session.status_code == 201, b_session.text
+            assert b_session.json()["station_id"] == OTHER_STATION
+            b_scores = f"{sessions}/{b_session.json()['session_id']}/scores"
+            assert (await http.post(b_scores, json=score, headers=own)).status_code == 403
+            assert (await http.post(b_scores, json=score, headers=other)).status_code == 201
+
+        # Nothing the refused calls asked for was written: two sessions, three scores.
+        assert await pool.fetchval("SELECT count(*) FROM report_back_sessions") == 2
+        assert await pool.fetchval("SELECT count(*) FROM report_back_scores") == 3
+        rows = await pool.fetch("SELECT deputy_id, station_id FROM report_back_sessions")
+        station_of = {r["deputy_id"]: r["station_id"] for r in rows}
+        assert station_of == {OWN_DEPUTY: OWN_STATION, OTHER_DEPUTY: OTHER_STATION}
     finally:
         await pool.close()

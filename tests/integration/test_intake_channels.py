@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from services.intake import wechat
 from services.intake.settings import LimitSettings, RateLimitSettings
 from shared import topics
 from shared.auth import Role
+from shared.settings import HttpSettings
 from tests.helpers import read_topic
 from tests.integration.intake_support import running_intake, token
 
@@ -22,9 +24,13 @@ PHONE = "13912345678"
 NAME = "王小明"
 
 
+# WeChat's documentation sample is signed at 1714037059: the freshness clock is set near it.
+DOC_TIME = datetime.fromtimestamp(1714037059 + 30, UTC)
+
+
 @pytest.fixture
 async def intake(infra, database_url, topic_prefix):
-    async with running_intake(database_url, topic_prefix) as running:
+    async with running_intake(database_url, topic_prefix, wechat_clock=lambda: DOC_TIME) as running:
         yield running
 
 
@@ -318,8 +324,11 @@ async def test_a_wechat_push_with_a_wrong_signature_gets_403_and_writes_nothing(
 async def test_public_endpoints_are_rate_limited_per_address_and_per_phone(
     infra, database_url, topic_prefix
 ):
-    limits = RateLimitSettings(per_address="3/minute", per_phone="2/hour", trust_forwarded_for=True)
-    async with running_intake(database_url, topic_prefix, rate_limit=limits) as intake:
+    limits = RateLimitSettings(per_address="3/minute", per_phone="2/hour")
+    proxied = HttpSettings(port=8001, trusted_proxies=["10.0.0.1"])  # the test client's address
+    async with running_intake(
+        database_url, topic_prefix, rate_limit=limits, http=proxied
+    ) as intake:
         for _ in range(3):
             ok = await intake.http.get("/api/v1/receipts/NOSUCH-CODE0")
             assert ok.status_code == 404

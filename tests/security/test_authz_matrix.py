@@ -442,21 +442,35 @@ MATRIX: list[Row] = [
         body={"level": "satisfied"},
         note="the first rating wins (201), later ones get it back (200)",
     ),
+    # Issue 14, slice "holes": a station runs report-back sessions of its own station only
+    # (dep-002 is a deputy of zeguo-1, the own station; the fixture's session is dep-002's).
     Row(
         "evaluation",
         "POST",
         "/api/v1/report-back-sessions",
-        allowed=STATION | WIDE,
-        body={"deputy_id": "dep-002", "held_on": TODAY.isoformat(), "title": "安全测试述职"},
+        allowed=frozenset({C.STATION_OWN}) | WIDE,
+        body={
+            "deputy_id": "dep-002",
+            "station_id": OWN_STATION,
+            "held_on": TODAY.isoformat(),
+            "title": "安全测试述职",
+        },
+        note="another station's deputy or an unknown one: 422 naming deputy_id (test_evaluation_"
+        "reviews)",
     ),
     Row(
         "evaluation",
         "POST",
         "/api/v1/report-back-sessions/{session_id}/scores",
-        allowed=STATION | WIDE,
+        allowed=frozenset({C.STATION_OWN}) | WIDE,
         body={"voter_ref": "ballot-1", "score": 80},
     ),
-    Row("evaluation", "GET", "/api/v1/report-back-sessions/{session_id}", allowed=STAFF),
+    Row(
+        "evaluation",
+        "GET",
+        "/api/v1/report-back-sessions/{session_id}",
+        allowed=STAFF - {C.STATION_OTHER},
+    ),
     Row(
         "evaluation",
         "GET",
@@ -599,9 +613,9 @@ def _call(world: World, row: Row, caller: Caller) -> httpx.Response:
     url = stack.url(row.service) + _fill(row.path, values)
     params = {k: _fill(v, values) if isinstance(v, str) else v for k, v in row.params.items()}
     if row.service == "intake" and row.path.startswith("/api/v1/wechat/"):
-        params["signature"] = wechat_signature(
-            WECHAT_TOKEN, WECHAT_QUERY["timestamp"], WECHAT_QUERY["nonce"]
-        )
+        # A signed URL is good once, within 300 s of its timestamp: a fresh one per call.
+        params.update(timestamp=str(int(time.time())), nonce=f"{caller.value}-{time.time_ns()}")
+        params["signature"] = wechat_signature(WECHAT_TOKEN, params["timestamp"], params["nonce"])
     account = ACCOUNTS[caller]
     headers = stack.bearer(account) if account else {}
     content = row.content

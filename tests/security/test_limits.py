@@ -4,6 +4,8 @@ here); and list endpoints cap their page size."""
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -21,7 +23,7 @@ pytestmark = pytest.mark.e2e
 PER_ADDRESS = 5
 MAX_BODY = 2048
 TOO_BIG = b"x" * (MAX_BODY + 1)
-WECHAT_QUERY = {"timestamp": "1700000000", "nonce": "limits-nonce"}
+WECHAT_QUERY = {"timestamp": "1700000000", "nonce": "limits-nonce"}  # forged pushes only
 FORGED_LINK = "not-a-rating-link"
 
 
@@ -49,11 +51,12 @@ def stack(infra, tmp_path_factory) -> Iterator[Stack]:
 
 
 def _signed() -> dict[str, str]:
+    """A fresh signed query (a signed URL is good once, within 300 s of its timestamp)."""
+    timestamp, nonce = str(int(time.time())), uuid.uuid4().hex
     return {
-        **WECHAT_QUERY,
-        "signature": wechat_signature(
-            WECHAT_TOKEN, WECHAT_QUERY["timestamp"], WECHAT_QUERY["nonce"]
-        ),
+        "timestamp": timestamp,
+        "nonce": nonce,
+        "signature": wechat_signature(WECHAT_TOKEN, timestamp, nonce),
     }
 
 

@@ -35,6 +35,7 @@ def stack(infra, tmp_path_factory) -> Iterator[Stack]:
     env = {
         "intake": {"MINYI_INTAKE__RATE_LIMIT__ENABLED": "false"},
         "evaluation": {"MINYI_EVALUATION__LIMITS__RATE_LIMIT_ENABLED": "false"},
+        "routing": {"MINYI_ROUTING__LIMITS__SIGNIN_MAX_FAILURES": "1000000"},
     }
     with running_stack(infra, tmp_path_factory.mktemp("fuzz"), extra_env=env) as started:
         yield started

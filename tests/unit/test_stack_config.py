@@ -96,7 +96,7 @@ def test_postgres_settings_per_profile() -> None:
     test_settings = stack.postgres_settings(stack.PROFILES["test"])
     dev_settings = stack.postgres_settings(stack.PROFILES["dev"])
     assert "fsync=off" in test_settings
-    assert "max_connections=300" in test_settings
+    assert "max_connections=1000" in test_settings
     assert "fsync=on" in dev_settings
     assert "fsync=off" not in dev_settings
 

@@ -1,0 +1,119 @@
+"""The sign-in limiter on real PostgreSQL: failed sign-ins are counted per account and per
+client address (10 within 15 minutes by default); the 11th attempt gets 429 with Retry-After —
+even with the right secret — until the window has moved on. Client addresses come from
+X-Forwarded-For because the test client's address is named a trusted proxy."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from services.routing.app import MIGRATIONS, SCHEMA, build_app, seed
+from services.routing.settings import LimitSettings
+from shared.runtime import ServiceRuntime
+from shared.settings import HttpSettings
+from tests.helpers import migrate
+from tests.integration.test_routing_api import Routing, routing_settings
+
+pytestmark = pytest.mark.integration
+
+RIGHT = "minyi-dev-password"
+WRONG = "not-the-password-0"
+LIMIT = 10  # the default: limits.signin_max_failures
+WINDOW_S = 15 * 60  # the default: limits.signin_window_s
+
+
+@pytest.fixture
+async def routing(infra, database_url, topic_prefix) -> AsyncIterator[Routing]:
+    settings = routing_settings(
+        database_url,
+        topic_prefix,
+        # httpx's ASGI transport calls from 127.0.0.1: the proxy that names the client.
+        http=HttpSettings(port=8002, trusted_proxies=["127.0.0.1"]),
+    )
+    assert settings.limits == LimitSettings()  # the defaults are what is tested
+    await migrate(database_url, SCHEMA, MIGRATIONS)
+    await seed(settings)
+    app = build_app(settings)
+    runtime: ServiceRuntime = app.state.runtime
+    await runtime.start()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://routing") as http:
+        yield Routing(settings, runtime, http)
+    await runtime.stop()
+
+
+async def sign_in(routing: Routing, client_id: str, secret: str, address: str) -> httpx.Response:
+    return await routing.http.post(
+        "/api/v1/auth/token",
+        json={"client_id": client_id, "client_secret": secret},
+        headers={"x-forwarded-for": address},
+    )
+
+
+def statuses(answers: list[httpx.Response]) -> list[int]:
+    return [a.status_code for a in answers]
+
+
+async def test_the_eleventh_attempt_is_refused_even_with_the_right_secret(routing: Routing):
+    wrong = [await sign_in(routing, "dept-transport", WRONG, "10.0.0.1") for _ in range(LIMIT)]
+    assert statuses(wrong) == [401] * LIMIT
+    eleventh = await sign_in(routing, "dept-transport", WRONG, "10.0.0.1")
+    assert eleventh.status_code == 429, eleventh.text
+    assert eleventh.json()["error"] == "too_many_requests"
+    assert 1 <= int(eleventh.headers["Retry-After"]) <= WINDOW_S
+    # The right secret is refused too, from this address and from any other: the account is
+    # locked until its failures leave the window.
+    for address in ("10.0.0.1", "10.0.0.2"):
+        right = await sign_in(routing, "dept-transport", RIGHT, address)
+        assert right.status_code == 429, (address, right.text)
+        assert "access_token" not in right.text
+    # Another account from another address is not affected.
+    other = await sign_in(routing, "dept-housing", RIGHT, "10.0.0.3")
+    assert other.status_code == 200, other.text
+
+    # The attempted secrets are kept nowhere.
+    rows = await routing.runtime.pool.fetch("SELECT * FROM signin_failures")
+    assert len(rows) == 2 * LIMIT  # one per failure for the account, one for the address
+    assert not any(WRONG in str(value) for row in rows for value in row.values())
+
+    # Once the window has moved past the failures, the right secret works again.
+    await routing.runtime.pool.execute(
+        "UPDATE signin_failures SET failed_at = failed_at - make_interval(secs => $1)",
+        float(WINDOW_S + 1),
+    )
+    again = await sign_in(routing, "dept-transport", RIGHT, "10.0.0.1")
+    assert again.status_code == 200, again.text
+
+
+async def test_an_address_is_limited_across_accounts_and_a_success_does_not_reset_it(
+    routing: Routing,
+):
+    address = "10.0.0.7"
+    departments = [f"dept-{d}" for d in ("transport", "housing", "utilities", "education")]
+    first = [await sign_in(routing, departments[n % 4], WRONG, address) for n in range(LIMIT - 1)]
+    assert statuses(first) == [401] * (LIMIT - 1)
+    # A success from this address (its own account) leaves the address's failures standing.
+    assert (await sign_in(routing, "operator", RIGHT, address)).status_code == 200
+    assert (await sign_in(routing, "committee", WRONG, address)).status_code == 401  # the 10th
+    for client_id, secret in (("admin", RIGHT), ("dept-transport", WRONG)):
+        refused = await sign_in(routing, client_id, secret, address)
+        assert refused.status_code == 429, (client_id, refused.text)
+    # The same accounts from another address are not locked (no account has 10 failures).
+    assert (await sign_in(routing, "admin", RIGHT, "10.0.0.8")).status_code == 200
+
+
+async def test_concurrent_guesses_cannot_slip_past_the_count(routing: Routing):
+    """Twenty guesses at once (as from several replicas): exactly ten are checked."""
+
+    async def guess(n: int) -> int:
+        answer = await sign_in(routing, "dept-education", f"{WRONG}{n}", f"10.1.0.{n}")
+        return answer.status_code
+
+    results = await asyncio.gather(*(guess(n) for n in range(2 * LIMIT)))
+    counted: dict[Any, int] = {s: results.count(s) for s in set(results)}
+    assert counted == {401: LIMIT, 429: LIMIT}

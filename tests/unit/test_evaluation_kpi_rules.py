@@ -91,7 +91,9 @@ def folded_in_every_order(case_id: UUID, events: list[Event]) -> tuple[CaseFacts
             facts = after
         counters = {k: v for k, v in counters.items() if any(v.values())}
         assert counters == domain.recount([facts])
-        frozen = tuple(sorted((k, tuple(v[m] for m in domain.METRICS)) for k, v in counters.items()))
+        frozen = tuple(
+            sorted((k, tuple(v[m] for m in domain.METRICS)) for k, v in counters.items())
+        )
         results.add((facts, frozen))
     assert len(results) == 1, "the order of the events changed the figures"
     facts, frozen = results.pop()
@@ -179,7 +181,8 @@ def test_a_rerouted_case_runs_on_the_clock_of_its_latest_assignment():
     facts, counters = folded_in_every_order(case_id, events)
     assert facts.acknowledge_due_at == t_route + hour  # the re-route's, as routing has it
     assert facts.complete_due_at == t_route + day
-    assert facts.acknowledged_on_time and not facts.overdue_acknowledge
+    assert facts.acknowledged_on_time
+    assert not facts.overdue_acknowledge
     on_time = {"assigned": 1, "acknowledged": 1, "acknowledged_on_time": 1}
     assert counters == table(
         {
@@ -258,7 +261,9 @@ def test_an_extension_moves_the_complete_by_date_and_the_rating_goes_to_who_comp
     assert counters == table(
         {("department", "housing", "2025-07"): row, ("city", CITY_KEY, "2025-07"): row}
     )
-    kpi = domain.Kpi("department", "housing", "2025-07", counters[("department", "housing", "2025-07")])
+    kpi = domain.Kpi(
+        "department", "housing", "2025-07", counters[("department", "housing", "2025-07")]
+    )
     assert (kpi.response_rate, kpi.on_time_completion_rate, kpi.satisfaction_rate) == (1, 1, 1)
     assert kpi.return_rate == 0
 

@@ -44,6 +44,24 @@ def write_report(report: MonthlyReport, out: Path) -> list[Path]:
     return [xlsx, pdf]
 
 
+async def recount(settings: EvaluationSettings) -> int:
+    pool = await create_pool(settings.database, schema=SCHEMA, service=SERVICE)
+    try:
+        return await EvaluationStore(pool).recount_kpis()
+    finally:
+        await pool.close()
+
+
+@cli.command("recount-kpis")
+def recount_kpis() -> None:
+    """Rebuild the KPI counters from the case facts by the current rules (once after
+    migration 0004; safe to run again at any time)."""
+    settings = EvaluationSettings()
+    configure_logging(settings.log, service=SERVICE)
+    rows = asyncio.run(recount(settings))
+    typer.echo(f"evaluation: {rows} KPI counter rows rebuilt from the case facts")
+
+
 @cli.command()
 def report(
     month: Annotated[str, typer.Option(help="The month, e.g. 2025-03.")],

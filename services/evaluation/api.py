@@ -91,6 +91,9 @@ class KpiOut(BaseModel):
     satisfaction_rate: float | None = Field(
         description="(Satisfied + basically satisfied) / rated."
     )
+    return_rate: float | None = Field(
+        description="Returns made / assigned (a department's: the cases it received)."
+    )
 
 
 class RatingIn(BaseModel):

@@ -1,15 +1,22 @@
 """Evaluation's rules for the figures it keeps. No I/O, no clock reads.
 
 A case's *facts* are folded from its events so that any order, and any duplicate, gives the
-same facts: first/last by the event's own timestamp, booleans by OR, counts of distinct events
-(the inbox makes each event count once). A case *contributes* 0/1 per metric to one counter row
-per dimension for the month it was assigned; an event changes the counters by the difference
-between the case's contribution after and before it.
+same facts: the dated handling events (assignments, acknowledgements, extensions, returns,
+completions, reopenings, overdue marks) are kept as a set of `Mark`s and everything about the
+case's assignments is derived from that set; the rest is first/last by the event's own
+timestamp and booleans by OR. The case *contributes* 0/1 per metric to counter rows (see
+ARCHITECTURE.md, "KPI definitions"): its own figures, on the clock of its latest assignment,
+to the city, station, town and category of the month it was first assigned; each assignment's
+figures to the department that held it, in the month of that assignment; each return to the
+department that returned it (and the case's city, station, town, category) in the month of the
+return. An event changes the counters by the difference between the case's contribution after
+and before it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from enum import StrEnum
@@ -78,9 +85,166 @@ CounterKey = tuple[str, str, str]  # (dimension, key, month)
 Counts = dict[str, int]
 
 
+class MarkKind(StrEnum):
+    ASSIGNED = "assigned"
+    ACKNOWLEDGED = "acknowledged"
+    EXTENDED = "extended"  # an extension granted: the complete-by date moves
+    RETURNED = "returned"
+    COMPLETED = "completed"
+    REOPENED = "reopened"  # the voter was not satisfied: a new complete-by date
+    OVERDUE_ACKNOWLEDGE = "overdue_acknowledge"
+    OVERDUE_COMPLETE = "overdue_complete"
+
+
+@dataclass(frozen=True)
+class Mark:
+    """One dated handling event of a case, as much of it as the figures need.
+
+    `due_at`: the complete-by date an assignment, extension or reopening sets;
+    `acknowledge_due_at`: an assignment's acknowledge-by date.
+    """
+
+    kind: MarkKind
+    at: datetime
+    department_id: str = ""
+    on_time: bool = False
+    due_at: datetime | None = None
+    acknowledge_due_at: datetime | None = None
+
+    def sort_key(self) -> tuple[Any, ...]:
+        return (
+            self.at,
+            self.kind.value,
+            self.department_id,
+            self.on_time,
+            self.due_at or self.at,
+            self.acknowledge_due_at or self.at,
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind.value, "at": self.at.isoformat()}
+        if self.department_id:
+            out["department_id"] = self.department_id
+        if self.on_time:
+            out["on_time"] = True
+        if self.due_at is not None:
+            out["due_at"] = self.due_at.isoformat()
+        if self.acknowledge_due_at is not None:
+            out["acknowledge_due_at"] = self.acknowledge_due_at.isoformat()
+        return out
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Mark:
+        def when(name: str) -> datetime | None:
+            value = raw.get(name)
+            return None if value is None else datetime.fromisoformat(value)
+
+        at = when("at")
+        assert at is not None
+        return cls(
+            kind=MarkKind(raw["kind"]),
+            at=at,
+            department_id=raw.get("department_id") or "",
+            on_time=bool(raw.get("on_time", False)),
+            due_at=when("due_at"),
+            acknowledge_due_at=when("acknowledge_due_at"),
+        )
+
+
+def _completed(last_completed_at: datetime | None, last_reopened_at: datetime | None) -> bool:
+    if last_completed_at is None:
+        return False
+    return last_reopened_at is None or last_reopened_at < last_completed_at
+
+
+def month_of(at: datetime) -> str:
+    """The month (YYYY-MM) of an instant, in China's time."""
+    return at.astimezone(CHINA).strftime("%Y-%m")
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One assignment of a case to a department, until the next one: its own clock (the
+    acknowledge-by and complete-by dates in force) and what that department did with it."""
+
+    department_id: str
+    assigned_at: datetime
+    acknowledge_due_at: datetime | None
+    complete_due_at: datetime | None  # moved by a granted extension or a reopening
+    acknowledged_at: datetime | None
+    acknowledged_on_time: bool
+    completions: int
+    last_completed_at: datetime | None
+    last_completed_on_time: bool
+    reopens: int
+    last_reopened_at: datetime | None
+    overdue_acknowledge: bool
+    overdue_complete: bool
+
+    @property
+    def month(self) -> str:
+        return month_of(self.assigned_at)
+
+    @property
+    def completed(self) -> bool:
+        """Completed, and not reopened since its last completion."""
+        return _completed(self.last_completed_at, self.last_reopened_at)
+
+
+def _assignment(start: Mark, marks: Sequence[Mark]) -> Assignment:
+    """An assignment's figures from its own marks (`marks`: those after it, by time)."""
+    ack_due, complete_due = start.acknowledge_due_at, start.due_at
+    acks = [m for m in marks if m.kind is MarkKind.ACKNOWLEDGED]
+    done = [m for m in marks if m.kind is MarkKind.COMPLETED]
+    reopens = [m for m in marks if m.kind is MarkKind.REOPENED]
+    for m in marks:
+        if m.kind in (MarkKind.EXTENDED, MarkKind.REOPENED) and m.due_at is not None:
+            complete_due = m.due_at  # the latest by time is in force (marks are sorted)
+    last_done = max((m.at for m in done), default=None)
+    first_ack = min((m.at for m in acks), default=None)
+    return Assignment(
+        department_id=start.department_id,
+        assigned_at=start.at,
+        acknowledge_due_at=ack_due,
+        complete_due_at=complete_due,
+        acknowledged_at=first_ack,
+        acknowledged_on_time=any(m.on_time for m in acks if m.at == first_ack),
+        completions=len(done),
+        last_completed_at=last_done,
+        last_completed_on_time=any(m.on_time for m in done if m.at == last_done),
+        reopens=len(reopens),
+        last_reopened_at=max((m.at for m in reopens), default=None),
+        overdue_acknowledge=any(m.kind is MarkKind.OVERDUE_ACKNOWLEDGE for m in marks),
+        overdue_complete=any(m.kind is MarkKind.OVERDUE_COMPLETE for m in marks),
+    )
+
+
+def assignments(marks: Iterable[Mark]) -> list[Assignment]:
+    """The case's assignments in time order. A mark belongs to the latest assignment made at
+    or before it (one made earlier than every assignment, e.g. by clock skew, to the first)."""
+    ordered = sorted(marks, key=Mark.sort_key)
+    starts = [m for m in ordered if m.kind is MarkKind.ASSIGNED]
+    if not starts:
+        return []
+    owned: list[list[Mark]] = [[] for _ in starts]
+    for m in ordered:
+        if m.kind in (MarkKind.ASSIGNED, MarkKind.RETURNED):
+            continue
+        index = 0
+        for i, start in enumerate(starts):
+            if start.at <= m.at:
+                index = i
+        owned[index].append(m)
+    return [_assignment(s, own) for s, own in zip(starts, owned, strict=True)]
+
+
 @dataclass(frozen=True)
 class CaseFacts:
-    """What evaluation knows of one case; the columns of `case_facts` (but `updated_at`)."""
+    """What evaluation knows of one case; the columns of `case_facts` (but `updated_at`).
+
+    `marks` is the record everything about assignments is derived from; the columns after
+    `assigned_at` (due dates, acknowledgement, completion, reopening, overdue) describe the
+    case on the clock of its latest assignment (returns: all of them)."""
 
     case_id: UUID
     opinion_id: UUID | None = None
@@ -115,30 +279,38 @@ class CaseFacts:
     rating_level: str | None = None
     rating_score: int | None = None
     rated_at: datetime | None = None
+    marks: tuple[Mark, ...] = ()
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> CaseFacts:
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in row.items() if k in names})
+        values = {k: v for k, v in row.items() if k in names}
+        raw = values.get("marks") or ()
+        if isinstance(raw, str):  # a connection without the jsonb codec (tools, bench)
+            raw = json.loads(raw)
+        values["marks"] = tuple(Mark.from_json(m) for m in raw)
+        return cls(**values)
 
     def as_row(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        row = {f.name: getattr(self, f.name) for f in fields(self)}
+        row["marks"] = [m.as_json() for m in self.marks]
+        return row
 
     # -- derived state ---------------------------------------------------------------------
 
     @property
+    def assignments(self) -> list[Assignment]:
+        return assignments(self.marks)
+
+    @property
     def completed(self) -> bool:
         """Completed, and not reopened since its last completion."""
-        if self.last_completed_at is None:
-            return False
-        return self.last_reopened_at is None or self.last_reopened_at < self.last_completed_at
+        return _completed(self.last_completed_at, self.last_reopened_at)
 
     @property
     def month(self) -> str | None:
         """The month the case counts in: that of its (first) assignment, in China's time."""
-        if self.assigned_at is None:
-            return None
-        return self.assigned_at.astimezone(CHINA).strftime("%Y-%m")
+        return None if self.assigned_at is None else month_of(self.assigned_at)
 
 
 def _min(a: datetime | None, b: datetime) -> datetime:
@@ -180,41 +352,104 @@ def _with_dims(
     )
 
 
+_DIMENSIONED = (
+    CaseAssignedV1,
+    CaseAcknowledgedV1,
+    CaseReturnedV1,
+    CaseCompletedV1,
+    CaseOverdueV1,
+)
+
+
+def _mark_of(event: Event) -> Mark | None:
+    """The handling mark an event leaves, if any."""
+    if isinstance(event, CaseAssignedV1):
+        return Mark(
+            MarkKind.ASSIGNED,
+            event.assigned_at,
+            event.department_id,
+            due_at=event.complete_due_at,
+            acknowledge_due_at=event.acknowledge_due_at,
+        )
+    if isinstance(event, CaseAcknowledgedV1):
+        return Mark(
+            MarkKind.ACKNOWLEDGED, event.acknowledged_at, event.department_id, event.on_time
+        )
+    if isinstance(event, CaseExtensionDecidedV1) and event.granted:
+        return Mark(
+            MarkKind.EXTENDED, event.decided_at, event.department_id, due_at=event.complete_due_at
+        )
+    if isinstance(event, CaseReturnedV1):
+        return Mark(MarkKind.RETURNED, event.returned_at, event.department_id)
+    if isinstance(event, CaseCompletedV1):
+        return Mark(MarkKind.COMPLETED, event.completed_at, event.department_id, event.on_time)
+    if isinstance(event, CaseReopenedV1):
+        return Mark(
+            MarkKind.REOPENED, event.reopened_at, event.department_id, due_at=event.complete_due_at
+        )
+    if isinstance(event, CaseOverdueV1):
+        kind = (
+            MarkKind.OVERDUE_ACKNOWLEDGE
+            if event.deadline == "acknowledge"
+            else MarkKind.OVERDUE_COMPLETE
+        )
+        return Mark(kind, event.fired_at, event.department_id, due_at=event.due_at)
+    return None
+
+
+def _event_at(event: Event) -> datetime | None:
+    for name in ("assigned_at", "acknowledged_at", "returned_at", "completed_at", "fired_at"):
+        value = getattr(event, name, None)
+        if isinstance(value, datetime):
+            return value
+    return None
+
+
+def _derive(f: CaseFacts) -> CaseFacts:
+    """The columns that follow from the marks: the latest assignment's clock and handling."""
+    by_kind = {k: [m for m in f.marks if m.kind is k] for k in MarkKind}
+    done = by_kind[MarkKind.COMPLETED]
+    returned = by_kind[MarkKind.RETURNED]
+    history = f.assignments
+    latest = history[-1] if history else None
+    return replace(
+        f,
+        acknowledge_due_at=latest.acknowledge_due_at if latest else None,
+        complete_due_at=latest.complete_due_at if latest else None,
+        acknowledged_at=latest.acknowledged_at if latest else None,
+        acknowledged_on_time=bool(latest and latest.acknowledged_on_time),
+        returns=len(returned),
+        last_returned_at=max((m.at for m in returned), default=None),
+        completions=len(done),
+        first_completed_at=min((m.at for m in done), default=None),
+        last_completed_at=latest.last_completed_at if latest else None,
+        last_completed_on_time=bool(latest and latest.last_completed_on_time),
+        reopens=len(by_kind[MarkKind.REOPENED]),
+        last_reopened_at=latest.last_reopened_at if latest else None,
+        overdue_acknowledge=bool(latest and latest.overdue_acknowledge),
+        overdue_complete=bool(latest and latest.overdue_complete),
+    )
+
+
 def fold(facts: CaseFacts, event: Event) -> CaseFacts:
     """The facts after `event` (pure; commutative over distinct events of one case)."""
     f = facts
-    if isinstance(event, CaseAssignedV1):
+    if isinstance(event, _DIMENSIONED):
+        at = _event_at(event)
+        assert at is not None
         f = _with_dims(
             f,
-            event.assigned_at,
+            at,
             department_id=event.department_id,
             station_id=event.station_id,
             town_id=event.town_id,
             category_id=event.category_id,
         )
+    if isinstance(event, CaseAssignedV1):
         if f.assigned_at is None or event.assigned_at < f.assigned_at:
             f = replace(
-                f,
-                opinion_id=event.opinion_id,
-                kind=event.kind,
-                assigned_at=event.assigned_at,
-                acknowledge_due_at=event.acknowledge_due_at,
-                complete_due_at=event.complete_due_at,
+                f, opinion_id=event.opinion_id, kind=event.kind, assigned_at=event.assigned_at
             )
-    elif isinstance(event, CaseAcknowledgedV1):
-        f = _with_dims(
-            f,
-            event.acknowledged_at,
-            department_id=event.department_id,
-            station_id=event.station_id,
-            town_id=event.town_id,
-            category_id=event.category_id,
-        )
-        f = replace(
-            f,
-            acknowledged_at=_min(f.acknowledged_at, event.acknowledged_at),
-            acknowledged_on_time=f.acknowledged_on_time or event.on_time,
-        )
     elif isinstance(event, CaseExtensionDecidedV1):
         if event.granted:
             newer = f.extension_decided_at is None or (
@@ -226,61 +461,11 @@ def fold(facts: CaseFacts, event: Event) -> CaseFacts:
                 f = replace(
                     f, extension_decided_at=event.decided_at, extended_due_at=event.complete_due_at
                 )
-    elif isinstance(event, CaseReturnedV1):
-        f = _with_dims(
-            f,
-            event.returned_at,
-            department_id=event.department_id,
-            station_id=event.station_id,
-            town_id=event.town_id,
-            category_id=event.category_id,
-        )
-        f = replace(
-            f, returns=f.returns + 1, last_returned_at=_max(f.last_returned_at, event.returned_at)
-        )
     elif isinstance(event, CaseCompletedV1):
-        f = _with_dims(
-            f,
-            event.completed_at,
-            department_id=event.department_id,
-            station_id=event.station_id,
-            town_id=event.town_id,
-            category_id=event.category_id,
-        )
-        if f.last_completed_at is None or event.completed_at > f.last_completed_at:
-            on_time = event.on_time
-        elif event.completed_at == f.last_completed_at:
-            on_time = f.last_completed_on_time or event.on_time
-        else:
-            on_time = f.last_completed_on_time
         f = replace(
             f,
             opinion_id=f.opinion_id or event.opinion_id,
             is_invitation=f.is_invitation or event.is_invitation,
-            completions=f.completions + 1,
-            first_completed_at=_min(f.first_completed_at, event.completed_at),
-            last_completed_at=_max(f.last_completed_at, event.completed_at),
-            last_completed_on_time=on_time,
-        )
-    elif isinstance(event, CaseReopenedV1):
-        f = replace(
-            f,
-            reopens=f.reopens + 1,
-            last_reopened_at=_max(f.last_reopened_at, event.reopened_at),
-        )
-    elif isinstance(event, CaseOverdueV1):
-        f = _with_dims(
-            f,
-            event.fired_at,
-            department_id=event.department_id,
-            station_id=event.station_id,
-            town_id=event.town_id,
-            category_id=event.category_id,
-        )
-        f = replace(
-            f,
-            overdue_acknowledge=f.overdue_acknowledge or event.deadline == "acknowledge",
-            overdue_complete=f.overdue_complete or event.deadline != "acknowledge",
         )
     elif isinstance(event, CaseClosedV1):
         f = replace(f, closed_at=_max(f.closed_at, event.closed_at))
@@ -303,6 +488,9 @@ def fold(facts: CaseFacts, event: Event) -> CaseFacts:
             first_notified_at=_min(f.first_notified_at, event.sent_at),
             notifications_sent=f.notifications_sent + 1,
         )
+    mark = _mark_of(event)
+    if mark is not None and mark not in f.marks:
+        f = _derive(replace(f, marks=tuple(sorted({*f.marks, mark}, key=Mark.sort_key))))
     return f
 
 
@@ -310,33 +498,47 @@ def zero() -> Counts:
     return dict.fromkeys(METRICS, 0)
 
 
-def case_counts(f: CaseFacts) -> Counts:
-    """The case's 0/1 per metric."""
-    completed = f.completed
-    level = f.rating_level
-    return {
+def _handling_counts(a: Assignment) -> Counts:
+    """An assignment's 0/1 for the handling metrics, on its own clock."""
+    completed = a.completed
+    return zero() | {
         "assigned": 1,
-        "acknowledged": int(f.acknowledged_at is not None),
-        "acknowledged_on_time": int(f.acknowledged_at is not None and f.acknowledged_on_time),
+        "acknowledged": int(a.acknowledged_at is not None),
+        "acknowledged_on_time": int(a.acknowledged_at is not None and a.acknowledged_on_time),
         "completed": int(completed),
-        "completed_on_time": int(completed and f.last_completed_on_time),
+        "completed_on_time": int(completed and a.last_completed_on_time),
+        "reopened": int(a.reopens > 0),
+        "overdue": int(a.overdue_acknowledge or a.overdue_complete),
+    }
+
+
+def _rating_counts(f: CaseFacts) -> Counts:
+    level = f.rating_level
+    return zero() | {
         "rated": int(level is not None),
         "satisfied": int(level == Level.SATISFIED),
         "basically_satisfied": int(level == Level.BASICALLY_SATISFIED),
         "unsatisfied": int(level == Level.UNSATISFIED),
-        "returned": int(f.returns > 0),
-        "reopened": int(f.reopens > 0),
-        "overdue": int(f.overdue_acknowledge or f.overdue_complete),
     }
 
 
-def counter_keys(f: CaseFacts) -> list[CounterKey]:
-    month = f.month
-    if month is None:
-        return []  # not assigned yet (as far as we know): counts nowhere
+def _add(a: Counts, b: Counts) -> Counts:
+    return {m: a[m] + b[m] for m in METRICS}
+
+
+def case_counts(f: CaseFacts) -> Counts:
+    """The case's own 0/1 per metric (city, station, town, category; month of its first
+    assignment): handling on the clock of its latest assignment, its rating. Returns are
+    not here: each counts in the month it was made (`contribution`)."""
+    history = f.assignments
+    if not history:
+        return zero()
+    return _add(_handling_counts(history[-1]), _rating_counts(f))
+
+
+def _place_keys(f: CaseFacts, month: str) -> list[CounterKey]:
+    """The city, station, town and category rows of a month for this case."""
     keys: list[CounterKey] = [(Dimension.CITY.value, CITY_KEY, month)]
-    if f.department_id:
-        keys.append((Dimension.DEPARTMENT.value, f.department_id, month))
     if f.station_id:
         keys.append((Dimension.STATION.value, f.station_id, month))
     if f.town_id:
@@ -345,9 +547,44 @@ def counter_keys(f: CaseFacts) -> list[CounterKey]:
     return keys
 
 
+def counter_keys(f: CaseFacts) -> list[CounterKey]:
+    """The rows the case's own figures go to: its places in the month of its first
+    assignment, and each department that held it in the month it was assigned there."""
+    month = f.month
+    if month is None:
+        return []  # not assigned yet (as far as we know): counts nowhere
+    keys = _place_keys(f, month)
+    for a in f.assignments:
+        key = (Dimension.DEPARTMENT.value, a.department_id, a.month)
+        if key not in keys:
+            keys.append(key)
+    return keys
+
+
 def contribution(f: CaseFacts) -> dict[CounterKey, Counts]:
-    counts = case_counts(f)
-    return {key: counts for key in counter_keys(f)}
+    out: dict[CounterKey, Counts] = {}
+
+    def add(key: CounterKey, counts: Counts) -> None:
+        out[key] = _add(out.get(key, zero()), counts)
+
+    history = f.assignments
+    if history and f.month is not None:
+        for key in _place_keys(f, f.month):
+            add(key, case_counts(f))
+        for i, a in enumerate(history):
+            counts = _handling_counts(a)
+            if i == len(history) - 1:
+                counts = _add(counts, _rating_counts(f))  # the department that completed it
+            add((Dimension.DEPARTMENT.value, a.department_id, a.month), counts)
+    returned = zero() | {"returned": 1}
+    for m in f.marks:
+        if m.kind is MarkKind.RETURNED:
+            month = month_of(m.at)
+            for key in _place_keys(f, month):
+                add(key, returned)
+            if m.department_id:
+                add((Dimension.DEPARTMENT.value, m.department_id, month), returned)
+    return out
 
 
 def delta(before: CaseFacts, after: CaseFacts) -> dict[CounterKey, Counts]:
@@ -367,7 +604,8 @@ def delta(before: CaseFacts, after: CaseFacts) -> dict[CounterKey, Counts]:
 
 
 def recount(all_facts: Iterable[CaseFacts]) -> dict[CounterKey, Counts]:
-    """The counters computed from scratch (to check the incremental ones against)."""
+    """The counters computed from scratch (to check the incremental ones against, and to
+    rebuild them: `recount-kpis`)."""
     out: dict[CounterKey, Counts] = {}
     for f in all_facts:
         for key, counts in contribution(f).items():
@@ -404,6 +642,11 @@ class Kpi:
         return _rate(self.counts["completed_on_time"], self.counts["completed"])
 
     @property
+    def return_rate(self) -> float | None:
+        """退单率: returns made / assigned (a department's: cases it received)."""
+        return _rate(self.counts["returned"], self.counts["assigned"])
+
+    @property
     def satisfaction_rate(self) -> float | None:
         """满意率: (satisfied + basically satisfied) / rated."""
         c = self.counts
@@ -419,6 +662,7 @@ class Kpi:
             "completion_rate": self.completion_rate,
             "on_time_completion_rate": self.on_time_completion_rate,
             "satisfaction_rate": self.satisfaction_rate,
+            "return_rate": self.return_rate,
         }
 
 

@@ -34,6 +34,7 @@ _UPDATE_FACTS = (
     + ", ".join(f"{c} = ${i}" for i, c in enumerate(_FACT_COLUMNS, start=2))
     + ", updated_at = now() WHERE case_id = $1"
 )
+_ALL_FACTS = "SELECT * FROM case_facts"
 _APPLY_DELTA = (
     "INSERT INTO kpi_counters (dimension, key, month, "
     + ", ".join(METRICS)
@@ -74,17 +75,22 @@ async def _fold(conn: Connection, case_id: UUID, event: Event) -> CaseFacts:
         return after
     values = after.as_row()
     await conn.execute(_UPDATE_FACTS, case_id, *(values[c] for c in _FACT_COLUMNS))
-    changes = domain.delta(before, after)
-    if changes:
-        keys = list(changes)
-        await conn.execute(
-            _APPLY_DELTA,
-            [k[0] for k in keys],
-            [k[1] for k in keys],
-            [k[2] for k in keys],
-            *([changes[k][m] for k in keys] for m in METRICS),
-        )
+    await _add_counts(conn, domain.delta(before, after))
     return after
+
+
+async def _add_counts(conn: Connection, changes: dict[CounterKey, Counts]) -> None:
+    """Add `changes` to the counter rows (created at zero when missing), in key order."""
+    if not changes:
+        return
+    keys = sorted(changes)
+    await conn.execute(
+        _APPLY_DELTA,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [k[2] for k in keys],
+        *([changes[k][m] for k in keys] for m in METRICS),
+    )
 
 
 class EvaluationStore:
@@ -358,6 +364,23 @@ class EvaluationStore:
         return [
             CaseFacts.from_row(dict(r)) for r in await self._pool.fetch("SELECT * FROM case_facts")
         ]
+
+    async def recount_kpis(self) -> int:
+        """Rebuild `kpi_counters` from the case facts by the current rules (after a change of
+        the rules, e.g. migration 0004); returns the rows written. Folds wait meanwhile: the
+        facts are read under a SHARE lock, so counters and facts stay in step."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("LOCK TABLE case_facts IN SHARE MODE")
+            await conn.execute("LOCK TABLE kpi_counters IN EXCLUSIVE MODE")
+            counters: dict[CounterKey, Counts] = {}
+            async for r in conn.cursor(_ALL_FACTS):
+                for key, counts in domain.contribution(CaseFacts.from_row(dict(r))).items():
+                    row = counters.setdefault(key, domain.zero())
+                    for m in METRICS:
+                        row[m] += counts[m]
+            await conn.execute("DELETE FROM kpi_counters")
+            await _add_counts(conn, {k: v for k, v in counters.items() if any(v.values())})
+        return len(counters)
 
     async def counters(self) -> dict[CounterKey, Counts]:
         """Every non-zero counter row (rows that fell back to zero are left out)."""

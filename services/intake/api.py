@@ -143,13 +143,19 @@ class BatchReceiptOut(BaseModel):
 
 class StageOut(BaseModel):
     stage: str = Field(
-        description="submitted, triaged, assigned, acknowledged, extension_requested, "
-        "extension_granted, extension_refused, returned, completed, reopened, closed, overdue, "
-        "supervised, rated, evaluated, invitation_requested, invitation_approved, "
-        "invitation_declined"
+        description="submitted, triaged (major problems), assigned, acknowledged, "
+        "extension_requested, extension_granted, extension_refused, returned, completed, "
+        "reopened, closed, overdue, supervised, rated, evaluated, invitation_requested, "
+        "invitation_approved, invitation_declined"
     )
     at: datetime
     detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class ReceiptNoteOut(BaseModel):
+    kind: str = Field(description="grouped: gathered with similar opinions into a suggestion.")
+    at: datetime
+    text: str = Field(description="What it means, in plain Chinese.")
 
 
 class OpinionStatusOut(BaseModel):
@@ -162,8 +168,16 @@ class OpinionStatusOut(BaseModel):
     category: str | None
     submitted_at: datetime
     received_at: datetime
-    stage: str = "submitted"
+    stage: str = Field(
+        default="submitted",
+        description="The latest stage of the opinion's own case: it only moves forward.",
+    )
     history: list[StageOut]
+    notes: list[ReceiptNoteOut] = Field(
+        default_factory=list,
+        description="Things the voter should know that are not stages of the case "
+        "(a grouping into a common-problem suggestion).",
+    )
 
 
 def invalid(problems: Sequence[FieldProblem]) -> HTTPException:

@@ -201,10 +201,45 @@ def _day(value: date | datetime) -> str:
     return value.isoformat()
 
 
+COMMON = "common"
+GROUPED_NOTE = (
+    "您的意见已与本镇（街道）同类意见一并汇总为一件建议，由有关部门统一研究；"
+    "您的意见仍按原进度办理，办理结果会继续在此显示。"
+)
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """Opinions gathered into a common-problem suggestion (a case of its own): a note on each
+    member's receipt, never a stage — a member's stages are those of its own case."""
+
+    suggestion_case_id: UUID
+    opinion_ids: tuple[UUID, ...]
+    at: datetime
+
+
+def grouping_of(envelope: EventEnvelope) -> Grouping | None:
+    """The grouping a `case.triaged` of a common-problem suggestion announces, or None."""
+    if not envelope.is_a(CaseTriagedV1):
+        return None
+    t = envelope.payload_as(CaseTriagedV1)
+    if t.classification != COMMON:
+        return None
+    return Grouping(t.case_id, tuple(t.opinion_ids), t.triaged_at)
+
+
+def grouped_note(at: datetime) -> dict[str, Any]:
+    """The note a grouping leaves on a member's receipt."""
+    return {"kind": "grouped", "at": at, "text": GROUPED_NOTE}
+
+
 def stage_of(envelope: EventEnvelope) -> Stage | None:
-    """The stage a case or evaluation event means to the voter, or None (not shown)."""
+    """The stage a case or evaluation event means to the voter, or None (not shown). A
+    suggestion's triage is a grouping (`grouping_of`), not a stage."""
     if envelope.is_a(CaseTriagedV1):
         t = envelope.payload_as(CaseTriagedV1)
+        if t.classification == COMMON:
+            return None
         return Stage(
             t.case_id,
             "triaged",

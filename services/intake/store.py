@@ -13,11 +13,13 @@ import orjson
 
 from services.intake.domain import (
     CHINA,
+    Grouping,
     Opinion,
     ReceptionDayChange,
     ReferenceSnapshot,
     Stage,
     StationActivity,
+    grouped_note,
     history_order,
     scheduled_reception_date,
 )
@@ -256,17 +258,26 @@ class IntakeStore:
         )
         if row is None:
             return None
+        # The stages of the opinion's own case; never a suggestion's (a case of its own,
+        # even where its events once carried a member's correlation id or opinion id).
         stages = await self._pool.fetch(
-            """SELECT stage, at, detail FROM case_stages
-               WHERE correlation_id = $1
-                  OR case_id IN (SELECT case_id FROM case_opinions WHERE opinion_id = $2)""",
+            """SELECT stage, at, detail FROM case_stages s
+               WHERE (s.correlation_id = $1
+                      OR s.case_id IN (SELECT case_id FROM case_opinions WHERE opinion_id = $2))
+                 AND NOT EXISTS (SELECT 1 FROM case_groupings g
+                                 WHERE g.suggestion_case_id = s.case_id)""",
             row["correlation_id"],
+            row["id"],
+        )
+        groupings = await self._pool.fetch(
+            "SELECT grouped_at FROM case_groupings WHERE opinion_id = $1 ORDER BY grouped_at",
             row["id"],
         )
         status = {k: v for k, v in dict(row).items() if k not in ("id", "correlation_id")}
         submitted = {"stage": "submitted", "at": row["received_at"], "detail": {}}
         status["history"] = [submitted, *history_order(dict(s) for s in stages)]
         status["stage"] = status["history"][-1]["stage"]
+        status["notes"] = [grouped_note(g["grouped_at"]) for g in groupings]
         return status
 
     # -- stations: activity records, reception days ---------------------------------------
@@ -492,6 +503,21 @@ class IntakeStore:
                 """INSERT INTO case_opinions (case_id, opinion_id) VALUES ($1, $2)
                    ON CONFLICT DO NOTHING""",
                 [(stage.case_id, o) for o in stage.opinion_ids],
+            )
+        return True
+
+    async def record_grouping(self, delivery: Delivery, event_id: UUID, grouping: Grouping) -> bool:
+        """Opinions gathered into a suggestion, once per event; False if seen before. The
+        earliest grouping time of an opinion into a suggestion is kept."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await claim_once(conn, delivery, event_id):
+                return False
+            await conn.executemany(
+                """INSERT INTO case_groupings (suggestion_case_id, opinion_id, grouped_at)
+                   VALUES ($1, $2, $3)
+                   ON CONFLICT (suggestion_case_id, opinion_id) DO UPDATE
+                   SET grouped_at = least(case_groupings.grouped_at, EXCLUDED.grouped_at)""",
+                [(grouping.suggestion_case_id, o, grouping.at) for o in grouping.opinion_ids],
             )
         return True
 

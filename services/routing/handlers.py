@@ -96,14 +96,14 @@ async def _aggregate(
     if existing is not None:
         assert case.opinion_id is not None
         await tx.link(existing, [(case.id, case.opinion_id)], now)
+        joined = lifecycle.join_aggregate(await tx.lock_case(existing), case.opinion_id, now)
+        await tx.apply(joined, now=now, cause=cause)
         return existing
     similar = await tx.unlinked_similar(case.category_id, case.town_id, since)
     if not triage.is_common(len(similar), settings.triage):
         return None
     outcome = lifecycle.open_aggregate(
-        opinion_ids=[opinion_id for _, opinion_id, _ in similar],
-        lead_receipt_code=similar[0][2],
-        correlation_id=cause.correlation_id,
+        opinion_ids=[opinion_id for _, opinion_id in similar],
         department_id=case.department_id,
         station_id=case.station_id,
         town_id=case.town_id,
@@ -112,7 +112,7 @@ async def _aggregate(
         now=now,
     )
     await tx.apply(outcome, now=now, new=True, cause=cause)
-    await tx.link(outcome.case.id, [(c, o) for c, o, _ in similar], now)
+    await tx.link(outcome.case.id, similar, now)
     return outcome.case.id
 
 

@@ -169,10 +169,14 @@ class RoutingTx:
         case = outcome.case
         envelopes: list[EventEnvelope] = []
         for event in outcome.events:
+            # The case's own story (a suggestion's differs from the opinion that caused it).
             envelopes.append(
-                cause.caused(event, producer=SERVICE)
-                if cause is not None
-                else EventEnvelope.wrap(event, producer=SERVICE, correlation_id=case.correlation_id)
+                EventEnvelope.wrap(
+                    event,
+                    producer=SERVICE,
+                    correlation_id=case.correlation_id,
+                    causation_id=cause.event_id if cause is not None else None,
+                )
             )
         if new:
             columns = ", ".join(CASE_COLUMNS)
@@ -243,11 +247,11 @@ class RoutingTx:
 
     async def unlinked_similar(
         self, category_id: str, town_id: str, since: datetime
-    ) -> list[tuple[UUID, UUID, str]]:
-        """(case id, opinion id, receipt code) of individual cases of this category and town
-        since `since` that no aggregated suggestion links yet, oldest first."""
+    ) -> list[tuple[UUID, UUID]]:
+        """(case id, opinion id) of individual cases of this category and town since `since`
+        that no aggregated suggestion links yet, oldest first."""
         rows = await self.conn.fetch(
-            """SELECT c.id, c.opinion_id, c.receipt_code FROM cases c
+            """SELECT c.id, c.opinion_id FROM cases c
                WHERE c.classification = 'individual' AND c.category_id = $1
                  AND c.town_id = $2 AND c.assigned_at >= $3 AND c.opinion_id IS NOT NULL
                  AND NOT EXISTS (SELECT 1 FROM case_links l WHERE l.case_id = c.id)
@@ -256,7 +260,7 @@ class RoutingTx:
             town_id,
             since,
         )
-        return [(r["id"], r["opinion_id"], r["receipt_code"]) for r in rows]
+        return [(r["id"], r["opinion_id"]) for r in rows]
 
     async def open_aggregate(self, category_id: str, town_id: str, since: datetime) -> UUID | None:
         found: UUID | None = await self.conn.fetchval(

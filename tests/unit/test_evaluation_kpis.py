@@ -322,9 +322,11 @@ def test_the_month_is_china_time_and_the_latest_event_names_the_department() -> 
     assert facts.department_id == "housing"  # the later assignment
     assert facts.assigned_at == at  # the first
     keys = {k[:2] for k in domain.counter_keys(facts)}
+    # Each department that held the case has a row (its own assignment's figures).
     assert keys == {
         ("city", CITY_KEY),
         ("department", "housing"),
+        ("department", "transport"),
         ("station", "zeguo-1"),
         ("town", "zeguo"),
         ("category", "traffic"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from uuid import uuid4
@@ -446,8 +447,6 @@ def test_common_opinions_open_one_triaged_suggestion():
     ids = [uuid4() for _ in range(3)]
     outcome = lifecycle.open_aggregate(
         opinion_ids=ids,
-        lead_receipt_code="AAAAA-BBBBB",
-        correlation_id=ids[-1],
         department_id="transport",
         station_id="zeguo-1",
         town_id="zeguo",
@@ -460,6 +459,20 @@ def test_common_opinions_open_one_triaged_suggestion():
     event = outcome.events[0]
     assert isinstance(event, CaseTriagedV1)
     assert event.opinion_ids == ids
+    # A case of its own: its own reference code (not a receipt code) and its own story.
+    code = outcome.case.receipt_code
+    assert re.fullmatch(r"JY-[0-9A-HJKMNP-TV-Z]{5}-[0-9A-HJKMNP-TV-Z]{5}", code)
+    assert outcome.case.correlation_id == outcome.case.id
+    again = lifecycle.open_aggregate(
+        opinion_ids=ids,
+        department_id="transport",
+        station_id="zeguo-1",
+        town_id="zeguo",
+        category_id="traffic",
+        kind=CaseKind.GENERAL,
+        now=NOW,
+    )
+    assert again.case.receipt_code != code
     assigned = ACTIONS[Action.ASSIGN](outcome.case)
     assert assigned.case.state is CaseState.ASSIGNED
     assert isinstance(assigned.events[0], CaseAssignedV1)

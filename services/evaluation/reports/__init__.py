@@ -29,6 +29,7 @@ RATE_LABELS: dict[str, str] = {
     "completion_rate": "办结率",
     "on_time_completion_rate": "按时办结率",
     "satisfaction_rate": "满意率",
+    "return_rate": "退回率",
 }
 
 

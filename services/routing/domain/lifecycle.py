@@ -11,6 +11,7 @@ transaction.
 from __future__ import annotations
 
 import dataclasses
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -286,11 +287,20 @@ def open_case(
     return dataclasses.replace(assigned, steps=(step,))
 
 
+SUGGESTION_PREFIX = "JY"  # 建议: a suggestion's reference code, never a voter's receipt code
+_CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # no I, L, O, U (read over the phone)
+
+
+def new_suggestion_code() -> str:
+    """A suggestion case's own reference code, e.g. JY-7K3QD-M2XPA: a receipt code has no
+    prefix (XXXXX-XXXXX), so the two never coincide."""
+    raw = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(10))
+    return f"{SUGGESTION_PREFIX}-{raw[:5]}-{raw[5:]}"
+
+
 def open_aggregate(
     *,
     opinion_ids: list[UUID],
-    lead_receipt_code: str,
-    correlation_id: UUID,
     department_id: str,
     station_id: str,
     town_id: str,
@@ -299,12 +309,15 @@ def open_aggregate(
     now: datetime,
 ) -> Outcome:
     """One suggestion case (闭会期间意见建议) for a common problem, linking its opinions;
-    it waits, triaged, for an operator to assign it."""
+    it waits, triaged, for an operator to assign it. It is a case of its own: its own
+    reference code and its own correlation id (its events are not any member's story); each
+    member opinion keeps its own case, and learns of the grouping from `case.triaged`."""
+    case_id = uuid4()
     case = CaseRecord(
-        id=uuid4(),
+        id=case_id,
         lead_opinion_id=opinion_ids[0],
         opinion_id=None,
-        receipt_code=lead_receipt_code,
+        receipt_code=new_suggestion_code(),
         department_id=department_id,
         station_id=station_id,
         town_id=town_id,
@@ -312,12 +325,20 @@ def open_aggregate(
         kind=kind,
         state=S.TRIAGED,
         classification=Classification.COMMON,
-        correlation_id=correlation_id,
+        correlation_id=case_id,
     )
     actor = Actor.routing()
     event = _triaged_event(case, opinion_ids, actor, now)
     reason = f"common problem: {len(opinion_ids)} opinions of one category in one town"
     return Outcome(case=case, steps=(Step(None, S.TRIAGED, reason, event),), actor=actor)
+
+
+def join_aggregate(suggestion: CaseRecord, opinion_id: UUID, now: datetime) -> Outcome:
+    """One more opinion joins an open suggestion: `case.triaged` of the suggestion naming
+    just that opinion (so its receipt shows the grouping); the suggestion itself is unchanged
+    and no audit step is written (the link row is the record)."""
+    event = _triaged_event(suggestion, [opinion_id], Actor.routing(), now)
+    return Outcome(case=suggestion, steps=(), actor=Actor.routing(), extra_events=(event,))
 
 
 def _triaged_event(

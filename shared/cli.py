@@ -42,7 +42,10 @@ def service_cli(
     build_runtime: Callable[[S], ServiceRuntime],
     migrations_dir: Path,
     seed: Callable[[S], Coroutine[Any, Any, str]] | None = None,
+    after_migrate: Callable[[S], Coroutine[Any, Any, str | None]] | None = None,
 ) -> typer.Typer:
+    """`after_migrate` runs after every `migrate` (applied or not): the place for data work a
+    migration asked for and left pending, so a crash in between is finished by the next run."""
     cli = typer.Typer(help=f"Minyi {service} service", no_args_is_help=True, add_completion=False)
 
     @cli.command()
@@ -76,6 +79,8 @@ def service_cli(
 
         applied = asyncio.run(run())
         typer.echo(f"{service}: applied {len(applied)} migration(s) {applied}")
+        if after_migrate is not None and (done := asyncio.run(after_migrate(settings))):
+            typer.echo(f"{service}: {done}")
 
     @cli.command(name="seed")
     def seed_cmd() -> None:

@@ -16,6 +16,18 @@ from shared.cli import service_cli
 from shared.db.pool import create_pool
 from shared.logs import configure_logging
 
+async def finish_migrations(settings: EvaluationSettings) -> str | None:
+    """Rebuild the KPI counters when a migration asked for it (0004: the new KPI rules)."""
+    pool = await create_pool(settings.database, schema=SCHEMA, service=SERVICE)
+    try:
+        store = EvaluationStore(pool)
+        if not await store.recount_pending():
+            return None
+        return f"{await store.recount_kpis()} KPI counter rows rebuilt from the case facts"
+    finally:
+        await pool.close()
+
+
 cli = service_cli(
     service=SERVICE,
     schema=SCHEMA,
@@ -24,6 +36,7 @@ cli = service_cli(
     build_runtime=build_runtime,
     migrations_dir=MIGRATIONS,
     seed=seed,
+    after_migrate=finish_migrations,
 )
 
 

@@ -367,7 +367,7 @@ class EvaluationStore:
 
     async def recount_kpis(self) -> int:
         """Rebuild `kpi_counters` from the case facts by the current rules (after a change of
-        the rules, e.g. migration 0004); returns the rows written. Folds wait meanwhile: the
+        the rules, e.g. migration 0004, whose request `migrate` honours); returns the rows written. Folds wait meanwhile: the
         facts are read under a SHARE lock, so counters and facts stay in step."""
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("LOCK TABLE case_facts IN SHARE MODE")
@@ -380,7 +380,12 @@ class EvaluationStore:
                         row[m] += counts[m]
             await conn.execute("DELETE FROM kpi_counters")
             await _add_counts(conn, {k: v for k, v in counters.items() if any(v.values())})
+            await conn.execute("DELETE FROM kpi_recount_pending")
         return len(counters)
+
+    async def recount_pending(self) -> bool:
+        """Whether a migration asked for the counters to be rebuilt (and no recount has yet)."""
+        return bool(await self._pool.fetchval("SELECT EXISTS (SELECT 1 FROM kpi_recount_pending)"))
 
     async def counters(self) -> dict[CounterKey, Counts]:
         """Every non-zero counter row (rows that fell back to zero are left out)."""

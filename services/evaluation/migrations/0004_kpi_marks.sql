@@ -10,7 +10,7 @@ ALTER TABLE case_facts ADD COLUMN marks jsonb NOT NULL DEFAULT '[]'::jsonb;
 -- dates kept); a return by the department that holds the case when no later event named
 -- another one (else by no known department: it counts for the case's city, station, town and
 -- category, not for a department). The counters are then rebuilt from the facts by
--- `python -m services.evaluation recount-kpis` (run it once after this migration).
+-- `migrate` itself (see the end of this file; `recount-kpis` does the same on demand).
 UPDATE case_facts f SET marks = coalesce((
     SELECT jsonb_agg(m ORDER BY m ->> 'at', m ->> 'kind')
     FROM (
@@ -61,3 +61,12 @@ UPDATE case_facts f SET marks = coalesce((
     ) AS built (m)
 ), '[]'::jsonb)
 WHERE f.marks = '[]'::jsonb;
+
+-- The counters must then be rebuilt from these facts by the new rules: `migrate` does it
+-- right after this migration (and whenever this row is still there, e.g. after a crash in
+-- between), in the transaction that deletes the row.
+CREATE TABLE kpi_recount_pending (
+    pending boolean PRIMARY KEY DEFAULT true CHECK (pending),
+    requested_at timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO kpi_recount_pending DEFAULT VALUES;

@@ -16,6 +16,7 @@ from shared.cli import service_cli
 from shared.db.pool import create_pool
 from shared.logs import configure_logging
 
+
 async def finish_migrations(settings: EvaluationSettings) -> str | None:
     """Rebuild the KPI counters when a migration asked for it (0004: the new KPI rules)."""
     pool = await create_pool(settings.database, schema=SCHEMA, service=SERVICE)

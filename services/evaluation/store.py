@@ -367,8 +367,9 @@ class EvaluationStore:
 
     async def recount_kpis(self) -> int:
         """Rebuild `kpi_counters` from the case facts by the current rules (after a change of
-        the rules, e.g. migration 0004, whose request `migrate` honours); returns the rows written. Folds wait meanwhile: the
-        facts are read under a SHARE lock, so counters and facts stay in step."""
+        the rules, e.g. migration 0004, whose request `migrate` honours); returns the rows
+        written. Folds wait meanwhile: the facts are read under a SHARE lock, so counters and
+        facts stay in step."""
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("LOCK TABLE case_facts IN SHARE MODE")
             await conn.execute("LOCK TABLE kpi_counters IN EXCLUSIVE MODE")

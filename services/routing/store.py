@@ -407,6 +407,32 @@ class RoutingStore:
             rows,
         )
 
+    async def put_admin(self, client_id: str, secret_hash: str) -> bool:
+        """`client_id` becomes an active admin with this password hash; True if it is new."""
+        inserted = await self._pool.fetchval(
+            """INSERT INTO accounts (client_id, secret_hash, role) VALUES ($1, $2, 'admin')
+               ON CONFLICT (client_id) DO UPDATE SET secret_hash = EXCLUDED.secret_hash,
+                   role = 'admin', department_id = NULL, station_id = NULL, active = true
+               RETURNING xmax = 0""",
+            client_id,
+            secret_hash,
+        )
+        return bool(inserted)
+
+    async def active_account_hashes(self) -> list[tuple[str, str]]:
+        """(client id, password hash) of every account that may sign in."""
+        rows = await self._pool.fetch(
+            "SELECT client_id, secret_hash FROM accounts WHERE active ORDER BY client_id"
+        )
+        return [(r["client_id"], r["secret_hash"]) for r in rows]
+
+    async def deactivate_accounts(self, client_ids: Sequence[str]) -> int:
+        done = await self._pool.execute(
+            "UPDATE accounts SET active = false WHERE active AND client_id = ANY($1::text[])",
+            list(client_ids),
+        )
+        return int(done.split()[-1])
+
     # ---- the working calendar ---------------------------------------------------------------
 
     async def calendar_days(self, year: int) -> list[dict[str, Any]]:

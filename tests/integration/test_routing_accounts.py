@@ -1,0 +1,155 @@
+"""Routing's accounts by deployment profile (slice "secrets"), on real PostgreSQL and Kafka.
+
+Outside the dev profile `seed` provides one admin from the deployment's secret and no other
+account, deactivates accounts a cluster still has with the published development password,
+and routing refuses to start while an active account has that password."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from argon2 import PasswordHasher
+from argon2.exceptions import VerifyMismatchError
+
+from services.routing.accounts import DevPasswordInUse
+from services.routing.app import MIGRATIONS, SCHEMA, build_app, check_accounts, seed
+from services.routing.settings import AccountSettings, RoutingSettings
+from shared.reference import wenling
+from shared.settings import DatabaseSettings
+from tests.helpers import kafka_settings, migrate
+
+pytestmark = pytest.mark.integration
+
+DOCUMENTED_DEV_PASSWORD = "minyi-dev-password"  # the README's
+# The development accounts as the README lists them: one per department and station, a
+# committee, an operator and an admin.
+DEV_ACCOUNT_COUNT = len(wenling().departments) + len(wenling().stations) + 3
+
+
+def _settings(database_url: str, topic_prefix: str, **accounts: Any) -> RoutingSettings:
+    return RoutingSettings(
+        kafka=kafka_settings(topic_prefix),
+        database=DatabaseSettings(url=database_url),
+        accounts=AccountSettings(argon2_time_cost=1, argon2_memory_kib=8192, **accounts),
+    )
+
+
+def _profile(monkeypatch: pytest.MonkeyPatch, profile: str) -> None:
+    monkeypatch.setenv("MINYI_PROFILE", profile)
+    monkeypatch.delenv("MINYI_ROUTING__ACCOUNTS__SEED_DEV_ACCOUNTS", raising=False)
+
+
+async def _accounts(database_url: str) -> dict[str, dict[str, Any]]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            f"SELECT client_id, role, active, secret_hash FROM {SCHEMA}.accounts"
+        )
+        return {r["client_id"]: dict(r) for r in rows}
+    finally:
+        await conn.close()
+
+
+def _has_password(secret_hash: str, password: str) -> bool:
+    try:
+        return PasswordHasher().verify(secret_hash, password)
+    except VerifyMismatchError:
+        return False
+
+
+async def test_seed_in_prod_creates_only_the_bootstrap_admin(
+    infra, database_url, topic_prefix, monkeypatch
+):
+    _profile(monkeypatch, "prod")
+    password = secrets.token_urlsafe(18)
+    settings = _settings(
+        database_url, topic_prefix, bootstrap_admin_id="chief", bootstrap_admin_password=password
+    )
+    await migrate(database_url, SCHEMA, MIGRATIONS)
+    summary = await seed(settings)
+    assert "bootstrap admin 'chief' created" in summary
+    assert password not in summary
+    accounts = await _accounts(database_url)
+    assert set(accounts) == {"chief"}
+    (chief,) = accounts.values()
+    assert (chief["role"], chief["active"]) == ("admin", True)
+    assert chief["secret_hash"].startswith("$argon2id$")
+    assert _has_password(chief["secret_hash"], password)
+    assert not _has_password(chief["secret_hash"], DOCUMENTED_DEV_PASSWORD)
+    conn = await asyncpg.connect(database_url)
+    try:  # the reference data was seeded as before (the seed did run)
+        departments = await conn.fetchval(f"SELECT count(*) FROM {SCHEMA}.departments")
+    finally:
+        await conn.close()
+    assert departments == len(wenling().departments)
+
+    # The next release's seed with a rotated secret: still one account, the new password.
+    rotated = secrets.token_urlsafe(18)
+    settings = _settings(
+        database_url, topic_prefix, bootstrap_admin_id="chief", bootstrap_admin_password=rotated
+    )
+    assert "bootstrap admin 'chief' updated" in await seed(settings)
+    accounts = await _accounts(database_url)
+    assert set(accounts) == {"chief"}
+    assert _has_password(accounts["chief"]["secret_hash"], rotated)
+    assert not _has_password(accounts["chief"]["secret_hash"], password)
+    await check_accounts(settings)  # nothing to refuse
+
+
+async def test_a_cluster_seeded_with_dev_accounts_is_refused_until_seeded_in_prod(
+    infra, database_url, topic_prefix, monkeypatch
+):
+    # Before the fix: a deployment as documented seeded the development accounts.
+    _profile(monkeypatch, "dev")
+    await migrate(database_url, SCHEMA, MIGRATIONS)
+    await seed(_settings(database_url, topic_prefix, seed_dev_accounts=True))
+    accounts = await _accounts(database_url)
+    assert len(accounts) == DEV_ACCOUNT_COUNT
+    assert {"admin", "operator", "committee"} <= set(accounts)
+    assert _has_password(accounts["operator"]["secret_hash"], DOCUMENTED_DEV_PASSWORD)
+    await check_accounts(_settings(database_url, topic_prefix))  # the dev profile allows them
+
+    # Upgraded, in the prod profile: routing refuses to start, naming the accounts.
+    _profile(monkeypatch, "prod")
+    settings = _settings(database_url, topic_prefix)
+    with pytest.raises(DevPasswordInUse, match=rf"{DEV_ACCOUNT_COUNT} active account") as refused:
+        await check_accounts(settings)
+    assert "operator" in str(refused.value)
+    app = build_app(settings)
+    with pytest.raises(DevPasswordInUse):
+        async with app.router.lifespan_context(app):
+            pytest.fail("routing started with the development password in use")
+
+    # The release's seed: the bootstrap admin takes over `admin`, the rest are deactivated.
+    password = secrets.token_urlsafe(18)
+    settings = _settings(
+        database_url, topic_prefix, bootstrap_admin_id="admin", bootstrap_admin_password=password
+    )
+    summary = await seed(settings)
+    assert f"deactivated {DEV_ACCOUNT_COUNT - 1} account(s)" in summary
+    accounts = await _accounts(database_url)
+    assert len(accounts) == DEV_ACCOUNT_COUNT  # kept (deactivated), not deleted
+    assert {c for c, a in accounts.items() if a["active"]} == {"admin"}
+    assert accounts["admin"]["role"] == "admin"
+    assert _has_password(accounts["admin"]["secret_hash"], password)
+
+    # Now it starts; the admin signs in with the secret, nobody with the published password.
+    app = build_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://routing") as http:
+
+            async def sign_in(client_id: str, secret: str) -> httpx.Response:
+                body = {"client_id": client_id, "client_secret": secret}
+                return await http.post("/api/v1/auth/token", json=body)
+
+            admin = await sign_in("admin", password)
+            assert admin.status_code == 200, admin.text
+            assert admin.json()["role"] == "admin"
+            for client_id in ("admin", "operator", "committee", "dept-transport"):
+                refused_sign_in = await sign_in(client_id, DOCUMENTED_DEV_PASSWORD)
+                assert refused_sign_in.status_code == 401, client_id

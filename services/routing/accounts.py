@@ -8,21 +8,50 @@ development password out of every deployment.
   / `bootstrap_admin_password` (a secret of the deployment) and nothing else, and deactivates
   accounts still holding the development password (a cluster seeded before it learnt
   better); routing refuses to start while an active account has that password.
+- in every profile, `python -m services.routing account` creates, changes or deactivates one
+  account (a password of at least 12 characters, never the development one).
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
+import asyncpg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from services.routing.settings import DEV_PASSWORD, AccountSettings
+from services.routing.settings import DEV_PASSWORD, AccountSettings, password_problem
 from services.routing.store import RoutingStore
+from shared.auth import Role
 from shared.reference import wenling
 from shared.settings import DeploymentProfile, deployment_profile
 
 AccountRow = tuple[str, str, str | None, str | None]  # client id, role, department, station
+
+
+@dataclass(frozen=True)
+class StaffAccount:
+    """Who an account is: its client id, role, and the department or station it serves."""
+
+    client_id: str
+    role: Role
+    department_id: str | None = None
+    station_id: str | None = None
+
+    def problem(self) -> str | None:
+        """Why this combination is not an account (None: it is)."""
+        if self.role in (Role.ANONYMOUS, Role.VOTER):
+            return f"{self.role.value} is not a staff role"
+        if (self.role is Role.DEPARTMENT) != (self.department_id is not None):
+            return "a department account, and only one, names its department"
+        if (self.role is Role.STATION) != (self.station_id is not None):
+            return "a station account, and only one, names its station"
+        return None
+
+
+class AccountRefused(ValueError):
+    """An account that may not be created as asked (the reason is the message)."""
 
 
 class DevPasswordInUse(RuntimeError):
@@ -81,15 +110,38 @@ async def refuse_dev_passwords(store: RoutingStore) -> None:
         )
 
 
+async def put_account(
+    store: RoutingStore, accounts: AccountSettings, account: StaffAccount, password: str
+) -> bool:
+    """Create or update `account` (active, argon2id of `password`); True if it is new.
+    AccountRefused when the account or the password breaks the rules."""
+    problem = account.problem() or password_problem(password, client_id=account.client_id)
+    if problem:
+        raise AccountRefused(f"account {account.client_id!r} refused: {problem}")
+    secret_hash = await asyncio.to_thread(password_hasher(accounts).hash, password)
+    try:
+        return await store.put_account(
+            account.client_id,
+            secret_hash,
+            account.role.value,
+            account.department_id,
+            account.station_id,
+        )
+    except asyncpg.ForeignKeyViolationError as exc:
+        raise AccountRefused(f"no department {account.department_id!r}") from exc
+
+
 async def seed_accounts(store: RoutingStore, accounts: AccountSettings) -> list[str]:
     """Provide the accounts the profile calls for; lines for the seed's summary."""
     lines: list[str] = []
     hasher = password_hasher(accounts)
     if accounts.bootstrap_admin_id and accounts.bootstrap_admin_password:
-        secret_hash = await asyncio.to_thread(
-            hasher.hash, accounts.bootstrap_admin_password.get_secret_value()
+        created = await put_account(
+            store,
+            accounts,
+            StaffAccount(accounts.bootstrap_admin_id, Role.ADMIN),
+            accounts.bootstrap_admin_password.get_secret_value(),
         )
-        created = await store.put_admin(accounts.bootstrap_admin_id, secret_hash)
         verb = "created" if created else "updated"
         lines.append(f"routing: bootstrap admin {accounts.bootstrap_admin_id!r} {verb}")
     if accounts.seed_dev_accounts:  # settings allow it in the dev profile only

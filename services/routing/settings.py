@@ -38,12 +38,12 @@ def password_problem(password: str, *, client_id: str | None = None) -> str | No
 class AccountSettings(BaseModel):
     """Sign-in accounts.
 
-    Deployments get one administrator from a secret: `seed` creates `bootstrap_admin_id` with
-    `bootstrap_admin_password` (or updates its password and makes it an active admin), and
-    nothing else; that admin's staff create the others. The development accounts (one per
-    department and station, a committee, an operator and an admin, all with `dev_password`)
-    are seeded only when `seed_dev_accounts` is on, which the dev profile alone allows
-    (`MINYI_PROFILE=dev`: `make up` and the tests)."""
+    A deployment gets one administrator, configured as a secret. `seed` creates the account
+    named by `bootstrap_admin_id`, or updates it (an active admin with that password), and no
+    other; `python -m services.routing account` adds or changes the others. The development
+    accounts (one per department and station, a committee, an operator and an admin, all with
+    `dev_password`) are seeded only when `seed_dev_accounts` is on, which the dev profile
+    alone allows (`MINYI_PROFILE=dev`: `make up` and the tests)."""
 
     model_config = ConfigDict(extra="forbid")
     seed_dev_accounts: bool = Field(

@@ -407,15 +407,28 @@ class RoutingStore:
             rows,
         )
 
-    async def put_admin(self, client_id: str, secret_hash: str) -> bool:
-        """`client_id` becomes an active admin with this password hash; True if it is new."""
+    async def put_account(
+        self,
+        client_id: str,
+        secret_hash: str,
+        role: str,
+        department_id: str | None = None,
+        station_id: str | None = None,
+    ) -> bool:
+        """`client_id` becomes an active account of `role` with this password hash (created,
+        or updated in place); True if it is new."""
         inserted = await self._pool.fetchval(
-            """INSERT INTO accounts (client_id, secret_hash, role) VALUES ($1, $2, 'admin')
+            """INSERT INTO accounts (client_id, secret_hash, role, department_id, station_id)
+               VALUES ($1, $2, $3, $4, $5)
                ON CONFLICT (client_id) DO UPDATE SET secret_hash = EXCLUDED.secret_hash,
-                   role = 'admin', department_id = NULL, station_id = NULL, active = true
+                   role = EXCLUDED.role, department_id = EXCLUDED.department_id,
+                   station_id = EXCLUDED.station_id, active = true
                RETURNING xmax = 0""",
             client_id,
             secret_hash,
+            role,
+            department_id,
+            station_id,
         )
         return bool(inserted)
 

@@ -2,10 +2,12 @@
 
 Outside the dev profile `seed` provides one admin from the deployment's secret and no other
 account, deactivates accounts a cluster still has with the published development password,
-and routing refuses to start while an active account has that password."""
+and routing refuses to start while an active account has that password; the `account` command
+gives the staff theirs."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any
 
@@ -14,7 +16,9 @@ import httpx
 import pytest
 from argon2 import PasswordHasher
 from argon2.exceptions import VerifyMismatchError
+from typer.testing import CliRunner, Result
 
+from services.routing.__main__ import cli as routing_cli
 from services.routing.accounts import DevPasswordInUse
 from services.routing.app import MIGRATIONS, SCHEMA, build_app, check_accounts, seed
 from services.routing.settings import AccountSettings, RoutingSettings
@@ -24,7 +28,7 @@ from tests.helpers import kafka_settings, migrate
 
 pytestmark = pytest.mark.integration
 
-DOCUMENTED_DEV_PASSWORD = "minyi-dev-password"  # the README's
+DOCUMENTED_DEV_PASSWORD = "minyi-dev-password"  # the README's  # pragma: allowlist secret
 # The development accounts as the README lists them: one per department and station, a
 # committee, an operator and an admin.
 DEV_ACCOUNT_COUNT = len(wenling().departments) + len(wenling().stations) + 3
@@ -153,3 +157,55 @@ async def test_a_cluster_seeded_with_dev_accounts_is_refused_until_seeded_in_pro
             for client_id in ("admin", "operator", "committee", "dept-transport"):
                 refused_sign_in = await sign_in(client_id, DOCUMENTED_DEV_PASSWORD)
                 assert refused_sign_in.status_code == 401, client_id
+
+
+def test_the_account_command_adds_changes_and_deactivates_staff(infra, database_url, monkeypatch):
+    """How a deployment's admin gives the staff their accounts (no development accounts)."""
+    _profile(monkeypatch, "prod")
+    monkeypatch.setenv("MINYI_ROUTING__DATABASE__URL", database_url)
+    monkeypatch.setenv("MINYI_ROUTING__ACCOUNTS__ARGON2_TIME_COST", "1")
+    monkeypatch.setenv("MINYI_ROUTING__ACCOUNTS__ARGON2_MEMORY_KIB", "8192")
+    asyncio.run(migrate(database_url, SCHEMA, MIGRATIONS))
+    asyncio.run(seed(_settings(database_url, "unused.")))  # the departments
+    runner = CliRunner()
+
+    def account(*args: str, password: str = "") -> Result:
+        return runner.invoke(routing_cli, ["account", *args], input=f"{password}\n")
+
+    first, second = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
+    done = account(
+        "clerk-transport", "--role", "department", "--department", "transport", password=first
+    )
+    assert (done.exit_code, done.output.strip()) == (
+        0,
+        "routing: account 'clerk-transport' (department) created",
+    )
+    accounts = asyncio.run(_accounts(database_url))
+    assert set(accounts) == {"clerk-transport"}
+    assert accounts["clerk-transport"]["role"] == "department"
+    assert _has_password(accounts["clerk-transport"]["secret_hash"], first)
+
+    refusals = {
+        "short": (("clerk-2", "--role", "operator"), "short-pw-11"),
+        "published": (("clerk-2", "--role", "operator"), DOCUMENTED_DEV_PASSWORD),
+        "no department": (("clerk-2", "--role", "department"), second),
+        "unknown department": (("clerk-2", "--role", "department", "--department", "nope"), second),
+        "voter": (("clerk-2", "--role", "voter"), second),
+    }
+    for label, (args, password) in refusals.items():
+        done = account(*args, password=password)
+        assert done.exit_code == 2, (label, done.output)
+        assert "refused" in done.output or "no department" in done.output, label
+    assert set(asyncio.run(_accounts(database_url))) == {"clerk-transport"}  # nothing written
+
+    done = account(
+        "clerk-transport", "--role", "department", "--department", "transport", password=second
+    )
+    assert done.output.strip().endswith("updated")
+    accounts = asyncio.run(_accounts(database_url))
+    assert _has_password(accounts["clerk-transport"]["secret_hash"], second)
+    assert not _has_password(accounts["clerk-transport"]["secret_hash"], first)
+
+    done = account("clerk-transport", "--role", "department", "--deactivate")
+    assert done.output.strip() == "routing: account 'clerk-transport' deactivated"
+    assert asyncio.run(_accounts(database_url))["clerk-transport"]["active"] is False

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from services.routing.settings import AccountSettings, RoutingSettings
 from shared.settings import DeploymentProfile, deployment_profile
 
-DOCUMENTED_DEV_PASSWORD = "minyi-dev-password"  # the README's
+DOCUMENTED_DEV_PASSWORD = "minyi-dev-password"  # the README's  # pragma: allowlist secret
 
 
 @pytest.fixture

@@ -96,10 +96,15 @@ async def accounts_with_dev_password(store: RoutingStore) -> list[str]:
     return await asyncio.to_thread(check)
 
 
+def dev_password_forbidden() -> bool:
+    """Whether the profile forbids the development password (every profile but dev)."""
+    return deployment_profile() is not DeploymentProfile.DEV
+
+
 async def refuse_dev_passwords(store: RoutingStore) -> None:
     """Outside the dev profile: DevPasswordInUse, naming the accounts, if any has the
     development password."""
-    if deployment_profile() is DeploymentProfile.DEV:
+    if not dev_password_forbidden():
         return
     found = await accounts_with_dev_password(store)
     if found:
@@ -155,7 +160,7 @@ async def seed_accounts(store: RoutingStore, accounts: AccountSettings) -> list[
         lines.append(
             f"routing: dev accounts ({len(wanted)} new; password: accounts.dev_password): {names}"
         )
-    if deployment_profile() is not DeploymentProfile.DEV:
+    if dev_password_forbidden():
         found = await accounts_with_dev_password(store)
         if found:
             await store.deactivate_accounts(found)

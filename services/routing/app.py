@@ -8,11 +8,12 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 from fastapi import FastAPI, Request
 from faststream.kafka.annotations import KafkaMessage
 
 from services.routing import handlers
-from services.routing.accounts import refuse_dev_passwords, seed_accounts
+from services.routing.accounts import dev_password_forbidden, refuse_dev_passwords, seed_accounts
 from services.routing.api import build_router, install_auth
 from services.routing.domain.triage import DEFAULT_KEYWORD_RULES
 from services.routing.live import TaskHub
@@ -167,9 +168,13 @@ def build_app(settings: RoutingSettings) -> FastAPI:
 async def check_accounts(settings: RoutingSettings) -> None:
     """Before routing starts: DevPasswordInUse outside the dev profile while an active account
     has the published development password (services/routing/accounts.py)."""
+    if not dev_password_forbidden():
+        return
     pool = await create_pool(settings.database, schema=SCHEMA, service=SERVICE)
     try:
         await refuse_dev_passwords(RoutingStore(pool))
+    except asyncpg.UndefinedTableError:
+        return  # not migrated yet: the runtime refuses to start with that reason
     finally:
         await pool.close()
 

@@ -107,6 +107,9 @@ async def test_seed_in_prod_creates_only_the_bootstrap_admin(
 async def test_a_cluster_seeded_with_dev_accounts_is_refused_until_seeded_in_prod(
     infra, database_url, topic_prefix, monkeypatch
 ):
+    # Not migrated yet: no verdict here (the runtime refuses a schema that is behind).
+    _profile(monkeypatch, "prod")
+    await check_accounts(_settings(database_url, topic_prefix))
     # Before the fix: a deployment as documented seeded the development accounts.
     _profile(monkeypatch, "dev")
     await migrate(database_url, SCHEMA, MIGRATIONS)

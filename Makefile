@@ -71,6 +71,14 @@ $(TOXIPROXY):
 	GOBIN=$(abspath .stack/go/toxiproxy-build) go install github.com/Shopify/toxiproxy/v2/cmd/server@v2.12.0
 	mv .stack/go/toxiproxy-build/server $(TOXIPROXY)
 
+# The Compose v2 CLI, built from the Go module proxy (about 2 minutes the first time):
+# tests/deploy render docker-compose.yml with `docker-compose config` (no Docker engine needed).
+DOCKER_COMPOSE := .stack/go/bin/docker-compose
+$(DOCKER_COMPOSE):
+	mkdir -p .stack/go/compose-build .stack/go/bin
+	GOBIN=$(abspath .stack/go/compose-build) go install github.com/docker/compose/v2/cmd@v2.32.4
+	mv .stack/go/compose-build/cmd $(DOCKER_COMPOSE)
+
 promtool-check: $(PROMTOOL)
 	$(PROMTOOL) check config deploy/observability/prometheus.yml
 
@@ -80,7 +88,7 @@ browser:
 	  || echo "chromium could not be installed: the browser test will be skipped"
 	@fc-list 2>/dev/null | grep -qi "wenquanyi\|wqy" || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei >/dev/null || true
 
-test: install lint typecheck contracts promtool-check $(COMPOSE_SCHEMA) browser
+test: install lint typecheck contracts promtool-check $(COMPOSE_SCHEMA) $(DOCKER_COMPOSE) browser
 	$(BIN)/python -m tools.stack build
 	$(BIN)/pytest -p no:cacheprovider
 	$(MAKE) --no-print-directory chaos-short

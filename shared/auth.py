@@ -5,11 +5,15 @@ Tokens are issued by routing's `POST /api/v1/auth/token` against argon2-hashed c
 code (or a signed rating link) is their only key. This module holds the plumbing only; which
 role may do what is each service's rule.
 
+The signing key has no default: every service refuses to start without one of at least 32
+bytes, from `MINYI_AUTH_SECRET` or the file `MINYI_AUTH_SECRET_FILE` names (the same key for
+all four). Tokens name their audience (`aud`), and only tokens for it are accepted.
+
 (No `from __future__ import annotations` here: FastAPI must resolve the `Depends` inside the
 dependencies built below at run time; tests/unit/test_auth.py pins it.)
 """
 
-import os
+import hashlib
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -19,9 +23,17 @@ from typing import Annotated, Any
 
 import jwt
 from fastapi import Depends, HTTPException, Request, status
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-DEV_SECRET = "minyi-dev-secret-change-me-in-production-0123456789"  # noqa: S105 - dev default
+from shared.settings import secret_from_environment
+
+AUTH_SECRET_ENV = "MINYI_AUTH_SECRET"  # noqa: S105  # pragma: allowlist secret (a name)
+MIN_SECRET_BYTES = 32
+# SHA-256 of signing keys that were published (the development key once built into the source):
+# anyone can sign tokens with them, so they are refused like a missing key.
+PUBLISHED_KEYS_SHA256 = frozenset(
+    {"7f0cb821d3039b138f44e1da3e5fcd617597cd2682e02965a07457d83dc8dd43"}  # pragma: allowlist secret
+)
 
 
 class Role(StrEnum):
@@ -34,14 +46,57 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
+class MissingAuthSecret(RuntimeError):
+    """No token signing key is configured: a service refuses to start."""
+
+
 class AuthSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    secret: SecretStr = Field(
-        default_factory=lambda: SecretStr(os.environ.get("MINYI_AUTH_SECRET", DEV_SECRET)),
-        description="HMAC key shared by the services (`MINYI_AUTH_SECRET`).",
+    secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC key shared by the services, at least 32 bytes "
+        "(`MINYI_AUTH_SECRET`, or a file named by `MINYI_AUTH_SECRET_FILE`).",
     )
     issuer: str = "minyi"
+    audience: str = Field(default="minyi", min_length=1, description="Tokens' `aud` claim.")
     token_ttl_s: int = Field(default=8 * 3600, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_from_environment(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("secret") is None:
+            found = secret_from_environment(AUTH_SECRET_ENV)
+            if found is not None:
+                return {**data, "secret": found}
+        return data
+
+    @field_validator("secret")
+    @classmethod
+    def _strong_enough(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is None:
+            return None
+        key = secret.get_secret_value().encode("utf-8")
+        if len(key) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"the token signing key ({AUTH_SECRET_ENV}) is {len(key)} bytes; it needs at "
+                f"least {MIN_SECRET_BYTES} random bytes, e.g. `openssl rand -hex 32`"
+            )
+        if hashlib.sha256(key).hexdigest() in PUBLISHED_KEYS_SHA256:
+            raise ValueError(
+                f"the token signing key ({AUTH_SECRET_ENV}) is a published development key "
+                "that anyone can sign with; generate one, e.g. `openssl rand -hex 32`"
+            )
+        return secret
+
+    def signing_key(self) -> str:
+        """The HMAC key; MissingAuthSecret (the reason, for the operator) when there is none."""
+        if self.secret is None:
+            raise MissingAuthSecret(
+                f"no token signing key: set {AUTH_SECRET_ENV} (at least {MIN_SECRET_BYTES} "
+                f"random bytes, e.g. `openssl rand -hex 32`, the same for every service) or "
+                f"{AUTH_SECRET_ENV}_FILE (a file holding it)"
+            )
+        return self.secret.get_secret_value()
 
 
 @dataclass(frozen=True)
@@ -67,6 +122,7 @@ def issue_token(settings: AuthSettings, principal: Principal, *, ttl_s: int | No
     now = datetime.now(UTC)
     claims: dict[str, Any] = {
         "iss": settings.issuer,
+        "aud": settings.audience,
         "sub": principal.subject,
         "role": principal.role.value,
         "iat": now,
@@ -77,17 +133,18 @@ def issue_token(settings: AuthSettings, principal: Principal, *, ttl_s: int | No
         claims["department_id"] = principal.department_id
     if principal.station_id:
         claims["station_id"] = principal.station_id
-    return jwt.encode(claims, settings.secret.get_secret_value(), algorithm="HS256")
+    return jwt.encode(claims, settings.signing_key(), algorithm="HS256")
 
 
 def verify_token(settings: AuthSettings, token: str) -> Principal:
     try:
         claims = jwt.decode(
             token,
-            settings.secret.get_secret_value(),
+            settings.signing_key(),
             algorithms=["HS256"],
             issuer=settings.issuer,
-            options={"require": ["exp", "sub", "role", "iss"]},
+            audience=settings.audience,
+            options={"require": ["exp", "sub", "role", "iss", "aud"]},
         )
         return Principal(
             subject=str(claims["sub"]),
@@ -102,7 +159,10 @@ def verify_token(settings: AuthSettings, token: str) -> Principal:
 def principal_dependency(
     settings: AuthSettings,
 ) -> Callable[[Request], Coroutine[Any, Any, Principal]]:
-    """A FastAPI dependency: the caller's Principal (ANONYMOUS without a token; 401 if bad)."""
+    """A FastAPI dependency: the caller's Principal (ANONYMOUS without a token; 401 if bad).
+
+    Built when a service builds its app: MissingAuthSecret then stops it from starting."""
+    settings.signing_key()
 
     async def current_principal(request: Request) -> Principal:
         header = request.headers.get("authorization")

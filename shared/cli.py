@@ -15,7 +15,9 @@ import uvicorn
 from fastapi import FastAPI
 from faststream import FastStream
 from faststream.specification import AsyncAPI
+from pydantic import ValidationError
 
+from shared.auth import MissingAuthSecret
 from shared.db import roles
 from shared.db.migrations import apply_migrations, load_migrations
 from shared.db.pool import connect
@@ -51,9 +53,13 @@ def service_cli(
     @cli.command()
     def serve() -> None:
         """Run the service (HTTP + Kafka consumers + outbox relay) until SIGTERM."""
-        settings = settings_factory()
-        configure_logging(settings.log, service=service)
-        app = build_app(settings)
+        try:
+            settings = settings_factory()
+            configure_logging(settings.log, service=service)
+            app = build_app(settings)
+        except (ValidationError, MissingAuthSecret) as exc:
+            typer.echo(f"{service}: refusing to start: {exc}", err=True)
+            raise typer.Exit(2) from exc
         uvicorn.run(
             app,
             host=settings.http.host,

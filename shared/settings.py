@@ -3,15 +3,60 @@
 `KAFKA_BOOTSTRAP_SERVERS` and `DATABASE_URL` are read as defaults by every service, so one
 stack env file serves all four; a per-service variable (e.g. `MINYI_ROUTING__DATABASE__URL`)
 still wins.
+
+`MINYI_PROFILE` (`dev` or `prod`, default `prod`) says what kind of deployment this is; it is
+read here only (`deployment_profile()`). Only the local stack (`make up`) and the tests run in
+`dev`: what is unsafe anywhere else (the documented development accounts) is refused outside it.
 """
 
 from __future__ import annotations
 
+import enum
 import os
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
+
+PROFILE_ENV = "MINYI_PROFILE"
+
+
+class DeploymentProfile(enum.StrEnum):
+    DEV = "dev"  # the local stack (make up) and the tests
+    PROD = "prod"  # everything else: compose, Kubernetes, any real deployment
+
+
+def deployment_profile() -> DeploymentProfile:
+    """The deployment profile from `MINYI_PROFILE` (unset: prod)."""
+    raw = os.environ.get(PROFILE_ENV, DeploymentProfile.PROD.value)
+    try:
+        return DeploymentProfile(raw.strip().lower())
+    except ValueError:
+        allowed = " or ".join(repr(p.value) for p in DeploymentProfile)
+        raise ValueError(f"{PROFILE_ENV}={raw!r}: expected {allowed}") from None
+
+
+def read_secret_file(path: Path, what: str) -> str:
+    """A secret kept in a file (a mounted Kubernetes Secret, a Docker secret): its text without
+    the trailing newline editors and `echo` add."""
+    try:
+        return path.read_text("utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise ValueError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
+
+
+def secret_from_environment(name: str) -> str | None:
+    """The secret in variable `name`, or in the file variable `<name>_FILE` names (not both);
+    None when neither is set."""
+    value = os.environ.get(name)
+    file_name = f"{name}_FILE"
+    path = os.environ.get(file_name)
+    if value is not None and path is not None:
+        raise ValueError(f"set {name} or {file_name}, not both")
+    if path is not None:
+        return read_secret_file(Path(path), file_name)
+    return value
 
 
 class _Section(BaseModel):

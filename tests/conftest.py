@@ -85,9 +85,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
     The services' own DSNs of a sourced `.stack/<profile>/env` (MINYI_<SERVICE>__DATABASE__URL)
     are dropped: in-process code uses the DSN a test gives it, service processes the role DSN
-    tests/processes.service_env provisions in the test's database."""
+    tests/processes.service_env provisions in the test's database.
+
+    Tests run in the dev profile with routing's development accounts, and share one random
+    token signing key for the session (MINYI_AUTH_SECRET, kept if the shell sets one); service
+    processes get the same (tests/processes.harness_env)."""
     for name in [n for n in os.environ if n.startswith("MINYI_") and n.endswith("__DATABASE__URL")]:
         del os.environ[name]
+    from tests.processes import harness_env
+
+    os.environ.update(harness_env("routing"))
     import logging
     import tempfile
     from pathlib import Path

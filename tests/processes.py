@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -31,14 +32,30 @@ def service_database_url(name: str, database_url: str) -> str:
     return roles.role_url(database_url, role)
 
 
+def session_auth_secret() -> str:
+    """The token signing key of this run (tests, bench, chaos): `MINYI_AUTH_SECRET` if set,
+    else a random one, set for the rest of the run so in-process code and processes share it."""
+    return os.environ.setdefault("MINYI_AUTH_SECRET", secrets.token_hex(32))
+
+
+def harness_env(name: str) -> dict[str, str]:
+    """What the harness runs every service with: the dev profile, the run's signing key and,
+    for routing, the development accounts (their documented password signs the tests in)."""
+    env = {"MINYI_PROFILE": "dev", "MINYI_AUTH_SECRET": session_auth_secret()}
+    if name == "routing":
+        env["MINYI_ROUTING__ACCOUNTS__SEED_DEV_ACCOUNTS"] = "true"
+    return env
+
+
 def service_env(
     name: str, *, database_url: str, topic_prefix: str, extra: dict[str, str] | None = None
 ) -> dict[str, str]:
     """The environment of service `name`'s processes (migrate, seed, serve, its CLI): its own
-    role's DSN, never the administrator's `database_url`."""
+    role's DSN, never the administrator's `database_url`, and `harness_env`."""
     prefix = f"MINYI_{name.upper()}__"
     own_url = service_database_url(name, database_url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINYI_")}
+    env.update(harness_env(name))
     env.update(
         {
             "DATABASE_URL": own_url,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,8 @@ def _documents() -> dict[Path, str]:
     for key in list(os.environ):
         if key.startswith("MINYI_") or key in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"):
             del os.environ[key]
+    # The apps are built, never served: a throwaway signing key (documents hold no key).
+    os.environ["MINYI_AUTH_SECRET"] = secrets.token_hex(32)
     from services.evaluation import app as evaluation
     from services.evaluation.settings import EvaluationSettings
     from services.intake import app as intake

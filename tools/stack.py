@@ -11,9 +11,11 @@ Everything lives under the git-ignored ``.stack/`` folder at the repository root
     python -m tools.stack down
 
 After ``infra-up``, ``.stack/<profile>/env`` holds ``KAFKA_BOOTSTRAP_SERVERS``,
-``DATABASE_URL`` (the administrator) and each service's own DSN
-``MINYI_<SERVICE>__DATABASE__URL`` (role ``minyi_<service>``, provisioned by infra-up)
-(``set -a; . .stack/dev/env; set +a``).
+``DATABASE_URL`` (the administrator), each service's own DSN
+``MINYI_<SERVICE>__DATABASE__URL`` (role ``minyi_<service>``, provisioned by infra-up) and
+the development settings: ``MINYI_PROFILE=dev``, routing's development accounts, and the
+stack's token signing key ``MINYI_AUTH_SECRET`` (random, made once per ``.stack/<profile>``
+and kept in its ``auth-secret``) (``set -a; . .stack/dev/env; set +a``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -114,6 +117,10 @@ class Profile:
     @property
     def env_file(self) -> Path:
         return self.dir / "env"
+
+    @property
+    def auth_secret_file(self) -> Path:
+        return self.dir / "auth-secret"
 
     @property
     def kafka_data_dir(self) -> Path:
@@ -226,6 +233,28 @@ def parse_env(text: str) -> dict[str, str]:
         key, value = line.split("=", 1)
         result[key.strip()] = value.strip()
     return result
+
+
+def local_auth_secret(profile: Profile) -> str:
+    """The stack's token signing key: random, made once per ``.stack/<profile>`` (mode 0600),
+    so that tokens outlive a restart of the same stack (``--fresh`` makes a new one)."""
+    path = profile.auth_secret_file
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32) + "\n")
+    return path.read_text().strip()
+
+
+def dev_settings(profile: Profile) -> dict[str, str]:
+    """What a local stack runs its services with beyond the addresses: the dev profile, the
+    development accounts of the README (routing seeds them) and the stack's signing key."""
+    return {
+        "MINYI_PROFILE": "dev",
+        "MINYI_ROUTING__ACCOUNTS__SEED_DEV_ACCOUNTS": "true",
+        "MINYI_AUTH_SECRET": local_auth_secret(profile),
+    }
 
 
 def postgres_settings(profile: Profile) -> list[str]:
@@ -874,11 +903,13 @@ def infra_up(profile: Profile, fresh: bool) -> dict[str, str]:
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "DATABASE_URL": database_url,
         **provision_db_roles(database_url),
+        **dev_settings(profile),
     }
     profile.env_file.write_text(render_env(values))
     console.print(f"[green]infra ready[/] ({profile.env_file}):")
     for key, value in values.items():
-        console.print(f"{key}={value}", markup=False, highlight=False, soft_wrap=True)
+        shown = "(in auth-secret)" if key == "MINYI_AUTH_SECRET" else value
+        console.print(f"{key}={shown}", markup=False, highlight=False, soft_wrap=True)
     return values
 
 

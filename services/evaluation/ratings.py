@@ -115,7 +115,7 @@ class RatingLinks:
             "exp": int(expires.timestamp()),
             "jti": jti,
         }
-        token = jwt.encode(claims, self._auth.secret.get_secret_value(), algorithm="HS256")
+        token = jwt.encode(claims, self._auth.signing_key(), algorithm="HS256")
         return RatingLink(token, jti, case_id, opinion_id, expires)
 
     def url(self, token: str) -> str:
@@ -127,10 +127,15 @@ class RatingLinks:
         try:
             claims = jwt.decode(
                 token,
-                self._auth.secret.get_secret_value(),
+                self._auth.signing_key(),
                 algorithms=["HS256"],
                 issuer=self._auth.issuer,
-                options={"require": ["exp", "sub", "jti", "iss"], "verify_exp": False},
+                # No audience: a link is told apart from staff tokens by its purpose.
+                options={
+                    "require": ["exp", "sub", "jti", "iss"],
+                    "verify_exp": False,
+                    "verify_aud": False,
+                },
             )
             if claims.get("purpose") != PURPOSE:
                 raise ForgedLink("not a rating link")

@@ -3,15 +3,17 @@ and the app."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from argon2 import PasswordHasher
+import asyncpg
 from fastapi import FastAPI, Request
 from faststream.kafka.annotations import KafkaMessage
 
 from services.routing import handlers
+from services.routing.accounts import dev_password_forbidden, refuse_dev_passwords, seed_accounts
 from services.routing.api import build_router, install_auth
 from services.routing.domain.triage import DEFAULT_KEYWORD_RULES
 from services.routing.live import TaskHub
@@ -140,12 +142,19 @@ def build_app(settings: RoutingSettings) -> FastAPI:
     runtime = build_runtime(settings)
     hub = TaskHub(lambda: connect(settings.database, schema=SCHEMA, service=SERVICE))
     runtime.closers.append(hub.close)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await check_accounts(settings)
+        async with runtime.lifespan(app):
+            yield
+
     app = FastAPI(
         title="Minyi routing",
         version="1.0.0",
         description="Triages opinions, assigns them to departments as cases, supervises their "
         "deadlines and carries them through acknowledgement, extension, completion and rating.",
-        lifespan=runtime.lifespan,
+        lifespan=lifespan,
     )
 
     def store_of(_request: Request) -> RoutingStore:
@@ -162,16 +171,18 @@ def build_app(settings: RoutingSettings) -> FastAPI:
     return app
 
 
-def dev_accounts(settings: RoutingSettings) -> list[tuple[str, str, str | None, str | None]]:
-    """(client id, role, department id, station id) of the development accounts."""
-    ref = wenling()
-    return [
-        *((f"dept-{d.id}", "department", d.id, None) for d in ref.departments),
-        *((f"station-{s.id}", "station", None, s.id) for s in ref.stations),
-        ("committee", "committee", None, None),
-        ("operator", "operator", None, None),
-        ("admin", "admin", None, None),
-    ]
+async def check_accounts(settings: RoutingSettings) -> None:
+    """Before routing starts: DevPasswordInUse outside the dev profile while an active account
+    has the published development password (services/routing/accounts.py)."""
+    if not dev_password_forbidden():
+        return
+    pool = await create_pool(settings.database, schema=SCHEMA, service=SERVICE)
+    try:
+        await refuse_dev_passwords(RoutingStore(pool))
+    except asyncpg.UndefinedTableError:
+        return  # not migrated yet: the runtime refuses to start with that reason
+    finally:
+        await pool.close()
 
 
 async def seed(settings: RoutingSettings) -> str:
@@ -179,23 +190,6 @@ async def seed(settings: RoutingSettings) -> str:
     try:
         store = RoutingStore(pool)
         summary = await store.seed(wenling(), DEFAULT_KEYWORD_RULES)
-        if not settings.accounts.seed_dev_accounts:
-            return summary
-        existing = await store.existing_accounts()
-        hasher = PasswordHasher(
-            time_cost=settings.accounts.argon2_time_cost,
-            memory_cost=settings.accounts.argon2_memory_kib,
-            parallelism=settings.accounts.argon2_parallelism,
-        )
-        password = settings.accounts.dev_password.get_secret_value()
-        wanted = [a for a in dev_accounts(settings) if a[0] not in existing]
-        await store.add_accounts(
-            [(client, hasher.hash(password), role, dept, st) for client, role, dept, st in wanted]
-        )
-        names = ", ".join(a[0] for a in dev_accounts(settings))
-        return (
-            f"{summary}\nrouting: dev accounts ({len(wanted)} new; password from "
-            f"accounts.dev_password = {password!r}): {names}"
-        )
+        return "\n".join([summary, *await seed_accounts(store, settings.accounts)])
     finally:
         await pool.close()

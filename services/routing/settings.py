@@ -1,33 +1,99 @@
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pathlib import Path
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings
 
 from services.routing.domain import DeadlineSettings, TriageSettings
 from shared.auth import AuthSettings
 from shared.settings import (
     DatabaseSettings,
+    DeploymentProfile,
     HttpSettings,
     KafkaSettings,
     LogSettings,
     OutboxSettings,
+    deployment_profile,
+    read_secret_file,
     service_settings_config,
 )
 
 DEV_PASSWORD = "minyi-dev-password"  # noqa: S105 - the documented development default
+MIN_PASSWORD_LENGTH = 12
+
+
+def password_problem(password: str, *, client_id: str | None = None) -> str | None:
+    """Why `password` may not guard an account (None: it may)."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"it has {len(password)} characters; at least {MIN_PASSWORD_LENGTH} are needed"
+    if password.strip().lower() == DEV_PASSWORD:
+        return "it is the published development password"
+    if client_id is not None and password.strip().lower() == client_id.strip().lower():
+        return "it is the account's own name"
+    return None
 
 
 class AccountSettings(BaseModel):
-    """Sign-in accounts. `seed` creates one per department, station, and a committee,
-    an operator and an admin account, all with `dev_password` (for development only)."""
+    """Sign-in accounts.
+
+    A deployment gets one administrator, configured as a secret. `seed` creates the account
+    named by `bootstrap_admin_id`, or updates it (an active admin with that password), and no
+    other; `python -m services.routing account` adds or changes the others. The development
+    accounts (one per department and station, a committee, an operator and an admin, all with
+    `dev_password`) are seeded only when `seed_dev_accounts` is on, which the dev profile
+    alone allows (`MINYI_PROFILE=dev`: `make up` and the tests)."""
 
     model_config = ConfigDict(extra="forbid")
-    seed_dev_accounts: bool = True
+    seed_dev_accounts: bool = Field(
+        default=False, description="Seed the development accounts (dev profile only)."
+    )
     dev_password: SecretStr = SecretStr(DEV_PASSWORD)
+    bootstrap_admin_id: str | None = Field(
+        default=None, min_length=1, max_length=64, description="The admin `seed` provides."
+    )
+    bootstrap_admin_password: SecretStr | None = Field(
+        default=None, description=f"Its password: at least {MIN_PASSWORD_LENGTH} characters."
+    )
+    bootstrap_admin_password_file: Path | None = Field(
+        default=None, description="Or a file holding it (a mounted secret)."
+    )
     # argon2id cost (OWASP's minimum: 19 MiB, 2 iterations, 1 lane).
     argon2_time_cost: int = Field(default=2, ge=1)
     argon2_memory_kib: int = Field(default=19_456, ge=8_192)
     argon2_parallelism: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _safe_for_the_profile(self) -> Self:
+        if self.seed_dev_accounts and deployment_profile() is not DeploymentProfile.DEV:
+            raise ValueError(
+                "accounts.seed_dev_accounts: the development accounts and their published "
+                "password are for the dev profile only (MINYI_PROFILE=dev); a deployment gets "
+                "its admin from accounts.bootstrap_admin_id / bootstrap_admin_password"
+            )
+        if self.bootstrap_admin_password_file is not None:
+            if self.bootstrap_admin_password is not None:
+                raise ValueError(
+                    "set accounts.bootstrap_admin_password or bootstrap_admin_password_file, "
+                    "not both"
+                )
+            self.bootstrap_admin_password = SecretStr(
+                read_secret_file(
+                    self.bootstrap_admin_password_file, "accounts.bootstrap_admin_password_file"
+                )
+            )
+        has_id = self.bootstrap_admin_id is not None
+        if has_id != (self.bootstrap_admin_password is not None):
+            raise ValueError("accounts.bootstrap_admin_id and bootstrap_admin_password go together")
+        if self.bootstrap_admin_password is not None:
+            problem = password_problem(
+                self.bootstrap_admin_password.get_secret_value(),
+                client_id=self.bootstrap_admin_id,
+            )
+            if problem:
+                raise ValueError(f"accounts.bootstrap_admin_password refused: {problem}")
+        return self
 
 
 class TimerSettings(BaseModel):

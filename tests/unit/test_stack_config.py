@@ -124,3 +124,24 @@ def test_every_fixed_port_is_below_the_ephemeral_range():
     ports += [p for pair in stack.KAFKA_PROXIED_PORTS.values() for p in pair]
     ports += [chaos.TOXIPROXY_API_PORT, chaos.PG_PROXY_PORT]
     assert all(p < 32768 for p in ports), sorted(p for p in ports if p >= 32768)
+
+
+# --- slice "secrets": the local stack's development settings --------------------------------
+
+
+def test_a_local_stack_gets_the_dev_profile_and_a_signing_key_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """make up's env: the dev profile with the README's accounts, and a random key made once
+    per .stack/<profile> (kept across restarts, private, different for another stack)."""
+    monkeypatch.setattr(stack, "STACK_DIR", tmp_path)
+    dev, test = stack.PROFILES["dev"], stack.PROFILES["test"]
+    first = stack.dev_settings(dev)
+    assert first["MINYI_PROFILE"] == "dev"
+    assert first["MINYI_ROUTING__ACCOUNTS__SEED_DEV_ACCOUNTS"] == "true"
+    key = first["MINYI_AUTH_SECRET"]
+    assert len(bytes.fromhex(key)) == 32
+    assert stack.dev_settings(dev)["MINYI_AUTH_SECRET"] == key  # a restart keeps it
+    assert (tmp_path / "dev" / "auth-secret").stat().st_mode & 0o777 == 0o600
+    assert stack.dev_settings(test)["MINYI_AUTH_SECRET"] != key
+    assert stack.parse_env(stack.render_env(first)) == first  # safe for the env file

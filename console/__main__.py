@@ -7,6 +7,7 @@ import uvicorn
 
 from console.app import build_app
 from console.settings import ConsoleSettings
+from shared.ratelimit import uvicorn_proxy_options
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True)
 
@@ -26,6 +27,7 @@ def serve() -> None:
         port=settings.http.port,
         log_level="info",
         access_log=False,
+        **uvicorn_proxy_options(settings.http.trusted_proxies),
     )
 
 

@@ -50,6 +50,9 @@ from console.views import (
     queue_counts,
     sorted_queue,
 )
+from shared.auth import AuthSettings, sign_client_address
+from shared.http_limits import install_body_limit
+from shared.ratelimit import TrustedProxies
 from shared.reference import wenling
 from shared.security_headers import PAGE_POLICY, SecurityHeaders
 
@@ -115,6 +118,8 @@ def build_app(
     cookie = settings.session.cookie_name
     login_cookie = f"{cookie}_login"  # the sign-in form's pre-session CSRF nonce
     checks = SessionChecks(settings.session.check_cache_s)
+    auth = AuthSettings()  # the shared key, when set: signs the person's address for sign-in
+    proxies = TrustedProxies(settings.http.trusted_proxies)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(
         labels=labels, percent=percent, mask=mask_text, Section=Section, tz=CHINA
@@ -210,6 +215,7 @@ def build_app(
     app.add_middleware(
         SecurityHeaders, policy=PAGE_POLICY, referrer_policy="same-origin", docs_prefixes=()
     )
+    install_body_limit(app, settings.http.max_body_bytes)
 
     async def context(request: Request) -> Ctx:
         session = decode_session(secret, request.cookies.get(cookie))
@@ -337,7 +343,10 @@ def build_app(
         username = username.strip()
         if not username or not secret_value:
             return login_form(request, 400, error="请输入账号和密码。", username=username)
-        result = await upstream(request).sign_in(username, secret_value, correlation(request))
+        signed_address = sign_client_address(auth, proxies.client_of(request))
+        result = await upstream(request).sign_in(
+            username, secret_value, correlation(request), signed_address
+        )
         if isinstance(result, str):
             return login_form(request, 401, error=result, username=username)
         response = RedirectResponse("/", status_code=303)

@@ -35,6 +35,14 @@ class ServiceUrls(_Section):
 class HttpSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Reverse proxies allowed to name the client in X-Forwarded-For (addresses "
+        "or CIDR networks); none by default, so the peer's address is the client's.",
+    )
+    max_body_bytes: int = Field(
+        default=64 * 1024, gt=0, description="Larger request bodies get 413 unread."
+    )
 
 
 class SessionSettings(_Section):

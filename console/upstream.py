@@ -3,6 +3,7 @@ X-Correlation-Id per console request. No database access."""
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,7 @@ from urllib.parse import quote
 import httpx
 
 from console.session import Session, unverified_claims
+from shared.auth import CLIENT_ADDRESS_HEADER
 
 CORRELATION_HEADER = "X-Correlation-Id"
 
@@ -109,11 +111,17 @@ class Upstream:
             return False
         return response.status_code in (204, 401)
 
-    async def sign_in(self, client_id: str, secret: str, correlation_id: str) -> Session | str:
+    async def sign_in(
+        self, client_id: str, secret: str, correlation_id: str, client_address: str | None = None
+    ) -> Session | str:
         """routing's `POST /api/v1/auth/token` ({client_id, client_secret} JSON; a form body as
-        the fallback when routing answers 415/422 to it) → a Session, or a message in Chinese."""
+        the fallback when routing answers 415/422 to it) → a Session, or a message in Chinese.
+        `client_address`: the signed `CLIENT_ADDRESS_HEADER` naming the person's address, so
+        routing's sign-in limiter counts them, not the console."""
         url = f"{self.urls['routing']}/api/v1/auth/token"
         headers = {CORRELATION_HEADER: correlation_id}
+        if client_address:
+            headers[CLIENT_ADDRESS_HEADER] = client_address
         try:
             response = await self.http.post(
                 url,
@@ -138,6 +146,8 @@ class Upstream:
             return "登录服务（routing）暂时无法访问，请稍后再试。"
         if response.status_code in (400, 401, 403):
             return "账号或密码不正确。"
+        if response.status_code == 429:
+            return _too_many_sign_ins(response.headers.get("retry-after"))
         if response.status_code != 200:
             return f"登录失败（routing 返回 {response.status_code}）。"
         try:
@@ -164,3 +174,9 @@ class Upstream:
             station_id=body.get("station_id") or claims.get("station_id"),
             expires_at=expires_at,
         )
+
+
+def _too_many_sign_ins(retry_after: str | None) -> str:
+    seconds = int(retry_after) if retry_after and retry_after.isdigit() else 15 * 60
+    minutes = max(1, math.ceil(seconds / 60))
+    return f"登录失败次数过多，请 {minutes} 分钟后再试。"

@@ -14,6 +14,8 @@ dependencies built below at run time; tests/unit/test_auth.py pins it.)
 """
 
 import hashlib
+import hmac
+import ipaddress
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -34,6 +36,13 @@ MIN_SECRET_BYTES = 32
 PUBLISHED_KEYS_SHA256 = frozenset(
     {"7f0cb821d3039b138f44e1da3e5fcd617597cd2682e02965a07457d83dc8dd43"}  # pragma: allowlist secret
 )
+
+
+# The console signs staff in on their behalf, so routing's sign-in limiter would see one
+# address for everyone behind it: the console names the person's address in this header,
+# signed with the shared key, and routing counts that address (an unsigned or forged value is
+# ignored; nobody without the key can pick the address they are counted under).
+CLIENT_ADDRESS_HEADER = "X-Minyi-Client-Address"
 
 
 class Role(StrEnum):
@@ -208,3 +217,32 @@ def require_roles(
         )
 
     return check
+
+
+def _client_address_mac(key: str, address: str) -> str:
+    message = b"minyi-client-address\x00" + address.encode("ascii")
+    return hmac.new(key.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def sign_client_address(settings: AuthSettings, address: str) -> str | None:
+    """The `CLIENT_ADDRESS_HEADER` value naming `address` (an IP), or None without a key."""
+    if settings.secret is None:
+        return None
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    return f"{address} {_client_address_mac(settings.signing_key(), address)}"
+
+
+def verified_client_address(settings: AuthSettings, header: str | None) -> str | None:
+    """The address a `CLIENT_ADDRESS_HEADER` names when its signature holds, else None."""
+    if not header or settings.secret is None:
+        return None
+    address, _, mac = header.strip().rpartition(" ")
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    expected = _client_address_mac(settings.signing_key(), address)
+    return address if hmac.compare_digest(mac, expected) else None

@@ -22,6 +22,7 @@ from shared.db import roles
 from shared.db.migrations import apply_migrations, load_migrations
 from shared.db.pool import connect
 from shared.logs import configure_logging
+from shared.ratelimit import uvicorn_proxy_options
 from shared.runtime import ServiceRuntime
 from shared.settings import DatabaseSettings, HttpSettings, LogSettings
 
@@ -67,7 +68,7 @@ def service_cli(
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=20,
-            **proxy_options(settings.http),
+            **uvicorn_proxy_options(settings.http.trusted_proxies),
         )
 
     @cli.command()
@@ -110,15 +111,6 @@ def service_cli(
             out.write_text(text, encoding="utf-8")
 
     return cli
-
-
-def proxy_options(http: HttpSettings) -> dict[str, Any]:
-    """uvicorn's proxy trust from the service's `http.trusted_proxies` (the setting its rate
-    limiters use too). uvicorn's own default trusts X-Forwarded-For from 127.0.0.1, which would
-    let anything on the host pick its client address: off unless proxies are named."""
-    if not http.trusted_proxies:
-        return {"proxy_headers": False}
-    return {"proxy_headers": True, "forwarded_allow_ips": list(http.trusted_proxies)}
 
 
 def asyncapi_app(runtime: ServiceRuntime, service: str) -> FastStream:

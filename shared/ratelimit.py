@@ -14,6 +14,7 @@ import ipaddress
 import math
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from fastapi import HTTPException, Request, status
 from limits import RateLimitItem, parse
@@ -59,6 +60,16 @@ class TrustedProxies:
     def client_of(self, request: Request) -> str:
         peer = request.client.host if request.client else "unknown"
         return self.client(peer, ", ".join(request.headers.getlist("x-forwarded-for")))
+
+
+def uvicorn_proxy_options(trusted_proxies: Iterable[str]) -> dict[str, Any]:
+    """uvicorn's proxy trust from a process's `http.trusted_proxies` (the setting its rate
+    limiters use too). uvicorn's own default trusts X-Forwarded-For from 127.0.0.1, which would
+    let anything on the host pick its client address: off unless proxies are named."""
+    proxies = [p for p in trusted_proxies if p.strip()]
+    if not proxies:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": proxies}
 
 
 class RateLimiter:

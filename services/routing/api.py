@@ -37,7 +37,14 @@ from services.routing.live import TaskHub
 from services.routing.settings import RoutingSettings
 from services.routing.signin_limits import SignInLimiter, SignInLocked
 from services.routing.store import CaseNotFound, RoutingStore
-from shared.auth import Principal, Role, issue_token, principal_dependency
+from shared.auth import (
+    CLIENT_ADDRESS_HEADER,
+    Principal,
+    Role,
+    issue_token,
+    principal_dependency,
+    verified_client_address,
+)
 from shared.ratelimit import TrustedProxies
 
 StoreOf = Callable[[Request], RoutingStore]
@@ -286,7 +293,9 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
     )
     async def token(body: TokenIn, request: Request) -> TokenOut:
         store = store_of(request)
-        address = proxies.client_of(request)
+        address = verified_client_address(
+            settings.auth, request.headers.get(CLIENT_ADDRESS_HEADER)
+        ) or proxies.client_of(request)
         try:
             reservation = await signin_limiter.reserve(store.pool, body.client_id, address)
         except SignInLocked as exc:

@@ -11,9 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from services.routing.app import MIGRATIONS, SCHEMA, build_app, seed
 from services.routing.settings import LimitSettings
+from shared.auth import CLIENT_ADDRESS_HEADER, AuthSettings, sign_client_address
 from shared.runtime import ServiceRuntime
 from shared.settings import HttpSettings
 from tests.helpers import migrate
@@ -117,3 +119,71 @@ async def test_concurrent_guesses_cannot_slip_past_the_count(routing: Routing):
     results = await asyncio.gather(*(guess(n) for n in range(2 * LIMIT)))
     counted: dict[Any, int] = {s: results.count(s) for s in set(results)}
     assert counted == {401: LIMIT, 429: LIMIT}
+
+
+# ---- the console's users, each counted under their own address ---------------------------
+
+
+@pytest.fixture
+async def routing_behind_console(infra, database_url, topic_prefix) -> AsyncIterator[Routing]:
+    """Routing with the defaults: no trusted proxy, so X-Forwarded-For counts for nothing."""
+    settings = routing_settings(database_url, topic_prefix)
+    assert not settings.http.trusted_proxies
+    await migrate(database_url, SCHEMA, MIGRATIONS)
+    await seed(settings)
+    app = build_app(settings)
+    runtime: ServiceRuntime = app.state.runtime
+    await runtime.start()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://routing") as http:
+        yield Routing(settings, runtime, http)
+    await runtime.stop()
+
+
+async def console_sign_in(
+    routing: Routing, client_id: str, secret: str, header: str | None
+) -> httpx.Response:
+    headers = {CLIENT_ADDRESS_HEADER: header} if header else {}
+    body = {"client_id": client_id, "client_secret": secret}
+    return await routing.http.post("/api/v1/auth/token", json=body, headers=headers)
+
+
+ACCOUNTS = [f"station-{n}" for n in ("taiping-1", "taiping-2", "zeguo-1", "zeguo-2", "daxi-1")]
+
+
+async def test_people_behind_the_console_are_counted_by_their_own_signed_address(
+    routing_behind_console: Routing,
+):
+    """All sign-ins come from the console's one address; the console names each person's,
+    signed with the shared key. One person's ten failures lock out that person's address,
+    not everyone who signs in through the console."""
+    routing = routing_behind_console
+    auth = routing.settings.auth
+    guesser = sign_client_address(auth, "203.0.113.9")
+    tries = [
+        await console_sign_in(routing, ACCOUNTS[n % len(ACCOUNTS)], WRONG, guesser)
+        for n in range(LIMIT)
+    ]
+    assert statuses(tries) == [401] * LIMIT
+    assert (await console_sign_in(routing, "operator", RIGHT, guesser)).status_code == 429
+    # Another person at the console, from another address: signs in.
+    colleague = sign_client_address(auth, "198.51.100.4")
+    assert (await console_sign_in(routing, "operator", RIGHT, colleague)).status_code == 200
+
+
+async def test_an_unsigned_or_forged_client_address_is_ignored(routing_behind_console: Routing):
+    """Rotating addresses in the header without the key changes nothing: the failures count
+    under the caller's own address."""
+    routing = routing_behind_console
+    forged = [f"203.0.113.{n} {'0' * 64}" for n in range(LIMIT)]
+    tries = [
+        await console_sign_in(routing, ACCOUNTS[n % len(ACCOUNTS)], WRONG, forged[n])
+        for n in range(LIMIT)
+    ]
+    assert statuses(tries) == [401] * LIMIT
+    fresh = "203.0.113.200"
+    assert (await console_sign_in(routing, "operator", RIGHT, fresh)).status_code == 429
+    wrong_key = AuthSettings(secret=SecretStr("k" * 40))
+    assert (
+        await console_sign_in(routing, "operator", RIGHT, sign_client_address(wrong_key, fresh))
+    ).status_code == 429

@@ -128,3 +128,43 @@ def test_control_characters_and_path_segments():
     assert segment("GFBP0-H68TX") == "GFBP0-H68TX"
     assert segment("../worklist") == "..%2Fworklist"
     assert segment("a?b#c%d") == "a%3Fb%23c%25d"
+
+
+# ---- sign-in through the console: the person's address, signed; too many tries -----------
+
+
+async def test_sign_in_names_the_persons_signed_address_and_explains_a_lockout():
+    import httpx
+
+    from console.upstream import Upstream
+    from shared.auth import CLIENT_ADDRESS_HEADER
+
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(429, headers={"retry-after": "301"}, json={"error": "x"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        up = Upstream({"routing": "http://routing"}, http, 1.0)
+        message = await up.sign_in("operator", "pw", "cid", "203.0.113.9 abc")
+    assert seen[0].headers[CLIENT_ADDRESS_HEADER] == "203.0.113.9 abc"
+    assert message == "登录失败次数过多，请 6 分钟后再试。"
+
+
+def test_signed_client_address_round_trip_and_tampering():
+    from pydantic import SecretStr
+
+    from shared.auth import AuthSettings, sign_client_address, verified_client_address
+
+    auth = AuthSettings(secret=SecretStr("s" * 40))
+    header = sign_client_address(auth, "198.51.100.4")
+    assert header is not None
+    assert verified_client_address(auth, header) == "198.51.100.4"
+    assert verified_client_address(auth, header.replace("198.51.100.4", "198.51.100.5")) is None
+    other = AuthSettings(secret=SecretStr("t" * 40))
+    assert verified_client_address(other, header) is None
+    assert sign_client_address(auth, "not-an-address") is None
+    keyless = AuthSettings.model_construct(secret=None)  # no MINYI_AUTH_SECRET taken from env
+    assert sign_client_address(keyless, "198.51.100.4") is None
+    assert verified_client_address(auth, None) is None

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from openpyxl import load_workbook
 
+from services.routing.settings import DEV_PASSWORD
 from shared.reference import wenling
 from tests.e2e import test_thin_path
 from tests.e2e.test_thin_path import Stack
@@ -22,7 +23,7 @@ from tests.helpers import eventually
 pytestmark = pytest.mark.e2e
 stack = test_thin_path.stack  # the four services as processes (the thin path's fixture)
 
-PASSWORD = "minyi-dev-password"
+PASSWORD = DEV_PASSWORD
 CHINA = ZoneInfo("Asia/Shanghai")
 # The stages a voter may see, in the only order they may appear (hand-written, not the code's).
 STAGE_ORDER = [

@@ -24,6 +24,7 @@ from console.app import build_app as build_console
 from console.settings import ConsoleSettings, ServiceUrls, SessionSettings
 from services.routing.app import MIGRATIONS, SCHEMA, seed
 from services.routing.app import build_app as build_routing
+from services.routing.settings import DEV_PASSWORD
 from shared.auth import AuthSettings, Principal, Role, issue_token
 from shared.runtime import ServiceRuntime
 from tests.helpers import migrate
@@ -31,7 +32,7 @@ from tests.integration.test_routing_api import routing_settings
 
 pytestmark = pytest.mark.integration
 
-PASSWORD = "minyi-dev-password"
+PASSWORD = DEV_PASSWORD
 ROUTING = "http://routing"
 CONSOLE = "http://console"
 SESSION_COOKIE = "minyi_console"

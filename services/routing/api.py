@@ -37,12 +37,44 @@ from services.routing.live import TaskHub
 from services.routing.settings import RoutingSettings
 from services.routing.store import CaseNotFound, RoutingStore
 from shared.auth import Principal, Role, issue_token, principal_dependency
+from shared.http_errors import errors
 
 StoreOf = Callable[[Request], RoutingStore]
 PrincipalDependency = Callable[[Request], Coroutine[Any, Any, Principal]]
 Decide = Callable[[CaseRecord, Any, datetime], Outcome]
 
 STAFF_WIDE = frozenset({Role.COMMITTEE, Role.OPERATOR, Role.ADMIN})
+
+# What the routes answer besides success (shared/http_errors.py adds what their shape implies).
+NOT_VISIBLE = "No such case, or not one this account may see."
+CASE_READ = errors(401, 404, notes={401: "Not signed in (unless anonymous reads are on)."})
+DEPARTMENT_READ = errors(
+    401,
+    403,
+    404,
+    notes={
+        403: "Not a department, committee, operator or admin account.",
+        404: "No such department, or another department's.",
+    },
+)
+TRANSITION = errors(
+    401,
+    403,
+    404,
+    409,
+    notes={
+        403: "This account's role may not take this step.",
+        404: NOT_VISIBLE,
+        409: "Not allowed in the case's current state: `error` is `illegal_transition` (this "
+        "step does not leave that state) or `rule_violation` (a rule refuses it, e.g. a date); "
+        "`state` is the case's current state. Nothing was changed.",
+    },
+)
+TRANSITION_TO_DEPARTMENT = {
+    **TRANSITION,
+    **errors(422, notes={422: "A field is invalid, or `department_id` is unknown."}),
+}
+STAFF_WIDE_ONLY = errors(401, 403, notes={403: "Only the committee, operators and admins."})
 
 
 # ---- shapes ---------------------------------------------------------------------------------
@@ -265,7 +297,11 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
     # ---- sign-in ----------------------------------------------------------------------------
 
     @router.post(
-        "/auth/token", response_model=TokenOut, tags=["auth"], summary="Client id + secret → JWT"
+        "/auth/token",
+        response_model=TokenOut,
+        tags=["auth"],
+        summary="Client id + secret → JWT",
+        responses=errors(401, notes={401: "Unknown client id or wrong secret."}),
     )
     async def token(body: TokenIn, request: Request) -> TokenOut:
         account = await store_of(request).account(body.client_id)
@@ -320,7 +356,11 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
             raise _not_found(case_id)
 
     @router.get(
-        "/cases/{case_id}", response_model=CaseOut, tags=["cases"], summary="A case and its audit"
+        "/cases/{case_id}",
+        response_model=CaseOut,
+        tags=["cases"],
+        summary="A case and its audit",
+        responses=CASE_READ,
     )
     async def get_case(case_id: UUID, request: Request, principal: Caller) -> dict[str, Any]:
         store = store_of(request)
@@ -332,6 +372,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         response_model=CaseOut,
         tags=["cases"],
         summary="The case made from an opinion (by opinion id)",
+        responses=CASE_READ,
     )
     async def find_case(
         request: Request, principal: Caller, opinion_id: Annotated[UUID, Query()]
@@ -370,6 +411,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         response_model=list[QueueItemOut],
         tags=["queue"],
         summary="A department's cases, the next deadline first (filter by state)",
+        responses=DEPARTMENT_READ,
     )
     async def department_queue(
         department_id: str,
@@ -389,6 +431,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         tags=["queue"],
         summary="New tasks for a department, live (server-sent events)",
         response_class=EventSourceResponse,
+        responses=DEPARTMENT_READ,
     )
     async def department_stream(
         department_id: str, request: Request, principal: Caller
@@ -464,6 +507,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         response_model=CaseOut,
         tags=["department"],
         summary="Accept the case (收函反馈): responsible person, contact, planned date",
+        responses=TRANSITION,
     )
     async def acknowledge(
         case_id: UUID, body: AcknowledgeIn, request: Request, principal: Caller
@@ -488,6 +532,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         response_model=CaseOut,
         tags=["department"],
         summary="Ask the committee for a later complete-by deadline, with the reason",
+        responses=TRANSITION,
     )
     async def request_extension(
         case_id: UUID, body: ExtensionRequestIn, request: Request, principal: Caller
@@ -512,6 +557,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         response_model=CaseOut,
         tags=["department"],
         summary="Dispute jurisdiction: the case goes back to an operator",
+        responses=TRANSITION,
     )
     async def return_case(
         case_id: UUID, body: ReturnIn, request: Request, principal: Caller
@@ -531,6 +577,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         response_model=CaseOut,
         tags=["department"],
         summary="File the handling report (办理情况表) and complete the case",
+        responses=TRANSITION,
     )
     async def complete(
         case_id: UUID, body: CompleteIn, request: Request, principal: Caller
@@ -557,6 +604,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         response_model=CaseOut,
         tags=["committee"],
         summary="Grant or deny a requested extension",
+        responses=TRANSITION,
     )
     async def decide_extension(
         case_id: UUID, body: DecisionIn, request: Request, principal: Caller
@@ -585,6 +633,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         response_model=CaseOut,
         tags=["committee"],
         summary="Report an invitation need (上报) for the committee's review",
+        responses=TRANSITION,
     )
     async def propose_invitation(
         case_id: UUID, body: InvitationIn, request: Request, principal: Caller
@@ -604,6 +653,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         response_model=CaseOut,
         tags=["committee"],
         summary="Approve (the letter goes out, the case is assigned) or reject an invitation",
+        responses=TRANSITION_TO_DEPARTMENT,
     )
     async def decide_invitation(
         case_id: UUID, body: InvitationDecisionIn, request: Request, principal: Caller
@@ -631,6 +681,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         response_model=CaseOut,
         tags=["operator"],
         summary="Assign a triaged, returned or rejected case, or re-route an assigned one",
+        responses=TRANSITION_TO_DEPARTMENT,
     )
     async def route(
         case_id: UUID, body: RouteIn, request: Request, principal: Caller
@@ -659,6 +710,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         response_model=list[WorkItemOut],
         tags=["operator"],
         summary="Cases waiting for an operator or the committee (triaged, returned, …)",
+        responses=STAFF_WIDE_ONLY,
     )
     async def worklist(
         request: Request,
@@ -681,6 +733,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         "/returns",
         tags=["operator"],
         summary="How many cases each department has returned",
+        responses=STAFF_WIDE_ONLY,
     )
     async def returns(request: Request, principal: Caller) -> dict[str, int]:
         _require_signed_in(principal)
@@ -694,6 +747,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         response_model=list[CalendarDayOut],
         tags=["calendar"],
         summary="The working-day calendar of a year (days not listed: Monday–Friday)",
+        responses=errors(),
     )
     async def calendar_year(
         year: Annotated[int, Path(ge=2000, le=2100)], request: Request
@@ -705,6 +759,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         response_model=CalendarDayOut,
         tags=["calendar"],
         summary="Set whether a day is a working day (for years chinese-calendar lacks)",
+        responses=errors(401, 403, notes={403: "Only admins."}),
     )
     async def set_calendar_day(
         day: date, body: CalendarDayIn, request: Request, principal: Caller

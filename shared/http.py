@@ -14,6 +14,7 @@ from asyncpg.exceptions import CharacterNotInRepertoireError, UntranslatableChar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute, iter_route_contexts
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -199,7 +200,7 @@ class RedMetrics:
             HTTP_REQUESTS.labels(self.service, method, path, str(status)).inc()
             HTTP_SECONDS.labels(self.service, method, path).observe(time.perf_counter() - started)
             if self.observed is not None and route is not None:
-                self.observed.record(method, getattr(route, "path_format", path), status)
+                self.observed.record(scope, route, method, status)
 
 
 class ObservedStatuses:
@@ -210,13 +211,29 @@ class ObservedStatuses:
         self.service = service
         self.path = path
         self.seen: set[tuple[str, str, int]] = set()
+        self.templates: dict[Callable[..., Any], str] | None = None
 
     @classmethod
     def from_environment(cls, service: str) -> ObservedStatuses | None:
         path = os.environ.get(OBSERVED_STATUSES_ENV)
         return cls(service, path) if path else None
 
-    def record(self, method: str, path: str, status: int) -> None:
+    def template(self, scope: Scope, route: Any) -> str:
+        """The route's path as the OpenAPI document names it. (The route in the scope of a
+        router included in an included router lacks the outer prefix: found by endpoint.)"""
+        if self.templates is None:
+            app = scope.get("app")
+            routes = getattr(app, "routes", [])
+            self.templates = {
+                context.original_route.endpoint: context.path_format or ""
+                for context in iter_route_contexts(routes)
+                if isinstance(context.original_route, APIRoute)
+            }
+        endpoint = getattr(route, "endpoint", None)
+        return self.templates.get(endpoint) or getattr(route, "path_format", "unmatched")
+
+    def record(self, scope: Scope, route: Any, method: str, status: int) -> None:
+        path = self.template(scope, route)
         key = (method, path, status)
         if key in self.seen:
             return

@@ -51,7 +51,8 @@ def undeclared(
     observations: Iterable[Observed], specs: Mapping[str, Mapping[str, Any]]
 ) -> list[Observed]:
     """The observations no OpenAPI declares, sorted. Services without a document (the
-    console, test apps) and /health, /metrics are out of scope; HEAD is checked as GET."""
+    console, test apps), /health, /metrics and 405 (no such method on the path) are out of
+    scope; HEAD is checked as GET."""
     missing = []
     for seen in observations:
         spec = specs.get(seen.service)
@@ -59,6 +60,8 @@ def undeclared(
             continue
         method = "get" if seen.method == "HEAD" else seen.method.lower()
         operation = spec.get("paths", {}).get(seen.path, {}).get(method)
+        if operation is None and seen.status == 405:
+            continue  # a method the path does not have: unmatched, like a 404 for a path
         if operation is None or not _declares(operation.get("responses", {}), seen.status):
             missing.append(seen)
     return sorted(missing)

@@ -30,6 +30,8 @@ def test_an_undeclared_status_is_reported_and_declared_ones_are_not():
         Observed("routing", "POST", "/api/v1/cases/{case_id}", 503),  # undeclared
         Observed("routing", "POST", "/api/v1/reports", 500),  # default
         Observed("routing", "DELETE", "/api/v1/cases/{case_id}", 200),  # no such operation
+        Observed("routing", "PUT", "/api/v1/cases/{case_id}", 405),  # unmatched method
+        Observed("routing", "GET", "/api/v1/cases/{case_id}", 405),  # a real GET's 405
         Observed("routing", "GET", "/api/v1/elsewhere", 200),  # no such path
         Observed("routing", "GET", "/health/ready", 503),  # out of scope
         Observed("routing", "GET", "/metrics", 200),  # out of scope
@@ -37,6 +39,7 @@ def test_an_undeclared_status_is_reported_and_declared_ones_are_not():
     }
     assert undeclared(seen, {"routing": SPEC}) == [
         Observed("routing", "DELETE", "/api/v1/cases/{case_id}", 200),
+        Observed("routing", "GET", "/api/v1/cases/{case_id}", 405),
         Observed("routing", "GET", "/api/v1/cases/{case_id}", 409),
         Observed("routing", "GET", "/api/v1/elsewhere", 200),
         Observed("routing", "POST", "/api/v1/cases/{case_id}", 503),

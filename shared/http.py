@@ -229,8 +229,9 @@ class ObservedStatuses:
                 for context in iter_route_contexts(routes)
                 if isinstance(context.original_route, APIRoute)
             }
-        endpoint = getattr(route, "endpoint", None)
-        return self.templates.get(endpoint) or getattr(route, "path_format", "unmatched")
+        endpoint: Callable[..., Any] | None = getattr(route, "endpoint", None)
+        found = self.templates.get(endpoint) if endpoint is not None else None
+        return found or str(getattr(route, "path_format", "unmatched"))
 
     def record(self, scope: Scope, route: Any, method: str, status: int) -> None:
         path = self.template(scope, route)

@@ -1,6 +1,7 @@
 """The session-end contract check: what the services answered vs what their OpenAPI declares."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import APIRouter, FastAPI, HTTPException
@@ -9,7 +10,7 @@ from fastapi.testclient import TestClient
 from shared.http import OBSERVED_STATUSES_ENV, install_common
 from tests.observed_statuses import Observed, read_observations, undeclared
 
-SPEC = {
+SPEC: dict[str, Any] = {
     "paths": {
         "/api/v1/cases/{case_id}": {
             "get": {"responses": {"200": {}, "404": {}}},

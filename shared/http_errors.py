@@ -12,8 +12,8 @@ A route declares the errors its handler gives with `errors(...)`::
 never touches it). What the route's shape implies is added when the document is made
 (`complete_error_responses`, installed by `shared.http.install_common`): 401 where a
 dependency reads the caller's token, 403 where a dependency guards roles on top of it, 422
-where a parameter or the body can fail validation, 413 on bodies where the app limits their
-size.
+where a parameter or the body can fail validation, 400 where a body is parsed (FastAPI's answer
+to one it cannot read), 413 on bodies where the app limits their size.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ RETRY_AFTER = {
 WWW_AUTHENTICATE = {"WWW-Authenticate": {"schema": {"type": "string", "example": "Bearer"}}}
 
 DESCRIPTIONS: dict[int, str] = {
-    400: "The request cannot be read.",
+    400: "The request cannot be read (e.g. a body that is not UTF-8); nothing was changed.",
     401: "Not signed in, or the token is invalid or has expired.",
     403: "Signed in, but this account may not do this.",
     404: "Not found (or not visible to this account).",
@@ -121,6 +121,8 @@ def implied_statuses(route: Any, *, body_limit: bool) -> set[int]:
         implied.add(403)
     if _can_fail_validation(route):
         implied.add(422)
+    if route.body_field is not None:
+        implied.add(400)  # FastAPI: a body it cannot parse (e.g. JSON that is not UTF-8)
     if body_limit and route.methods - BODYLESS_METHODS:
         implied.add(413)
     return implied

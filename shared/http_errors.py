@@ -202,7 +202,7 @@ def complete_error_responses(
             for status in sorted(implied - declared):
                 responses[str(status)] = _document_entry(status)
             for status, entry in responses.items():
-                if status[0] in "45" and "content" not in entry:
+                if status.isdigit() and status[0] in "45" and "content" not in entry:
                     entry["content"] = _document_entry(int(status))["content"]
             operation["responses"] = dict(sorted(responses.items()))
     schemas = document.setdefault("components", {}).setdefault("schemas", {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -13,16 +14,27 @@ from asyncpg.exceptions import CharacterNotInRepertoireError, UntranslatableChar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute, iter_route_contexts
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.http_limits import DEFAULT_MAX_BODY_BYTES, BodyOverrides, install_body_limit
+from shared.http_errors import complete_error_responses
+from shared.http_limits import (
+    DEFAULT_MAX_BODY_BYTES,
+    BodyOverrides,
+    BodySizeLimit,
+    install_body_limit,
+)
 from shared.metrics import HTTP_REQUESTS, HTTP_SECONDS
 
 log = structlog.get_logger(__name__)
 CORRELATION_HEADER = "X-Correlation-Id"
+# Where each (service, method, route path, status) answered is appended, when set (the test
+# suite sets it, and checks every status it saw against docs/openapi). Not a `MINYI_<SERVICE>__`
+# setting: tests only, and passed as is to service processes.
+OBSERVED_STATUSES_ENV = "OBSERVED_STATUSES_FILE"
 
 ReadyCheck = Callable[[], Awaitable[dict[str, str]]]
 
@@ -58,7 +70,18 @@ def install_common(
     async def live() -> dict[str, str]:
         return {"status": "ok", "service": service}
 
-    @app.get("/health/ready", tags=["health"], summary="Kafka and PostgreSQL answer")
+    @app.get(
+        "/health/ready",
+        tags=["health"],
+        summary="Kafka and PostgreSQL answer",
+        responses={
+            503: {
+                "description": "Kafka or PostgreSQL does not answer: `status` unavailable, "
+                "`checks` says which.",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        },
+    )
     async def ready_route() -> JSONResponse:
         checks = await ready()
         ok = all(v == "ok" for v in checks.values())
@@ -130,6 +153,22 @@ def install_common(
 
     install_body_limit(app, max_body_bytes, body_overrides)  # inside RedMetrics: 413s counted
     app.add_middleware(RedMetrics, service=service)
+    install_error_documentation(app)
+
+
+def install_error_documentation(app: FastAPI) -> None:
+    """The app's OpenAPI declares, besides each route's `errors(...)`, what its shape implies
+    (shared/http_errors.py), read when the document is first made (all routes included)."""
+    make = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            middleware: list[object] = [m.cls for m in app.user_middleware]
+            body_limit = BodySizeLimit in middleware
+            app.openapi_schema = complete_error_responses(make(), app.routes, body_limit=body_limit)
+        return app.openapi_schema
+
+    setattr(app, "openapi", openapi)  # noqa: B010 - FastAPI's documented override
 
 
 class RedMetrics:
@@ -143,6 +182,7 @@ class RedMetrics:
     def __init__(self, app: ASGIApp, *, service: str) -> None:
         self.app = app
         self.service = service
+        self.observed = ObservedStatuses.from_environment(service)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -173,6 +213,52 @@ class RedMetrics:
             method = scope["method"]
             HTTP_REQUESTS.labels(self.service, method, path, str(status)).inc()
             HTTP_SECONDS.labels(self.service, method, path).observe(time.perf_counter() - started)
+            if self.observed is not None and route is not None:
+                self.observed.record(scope, route, method, status)
+
+
+class ObservedStatuses:
+    """Appends `service method path status` lines (tab-separated) to a file, each once per
+    process: O_APPEND writes of one short line, so several processes can share the file."""
+
+    def __init__(self, service: str, path: str) -> None:
+        self.service = service
+        self.path = path
+        self.seen: set[tuple[str, str, int]] = set()
+        self.templates: dict[Callable[..., Any], str] | None = None
+
+    @classmethod
+    def from_environment(cls, service: str) -> ObservedStatuses | None:
+        path = os.environ.get(OBSERVED_STATUSES_ENV)
+        return cls(service, path) if path else None
+
+    def template(self, scope: Scope, route: Any) -> str:
+        """The route's path as the OpenAPI document names it. (The route in the scope of a
+        router included in an included router lacks the outer prefix: found by endpoint.)"""
+        if self.templates is None:
+            app = scope.get("app")
+            routes = getattr(app, "routes", [])
+            self.templates = {
+                context.original_route.endpoint: context.path_format or ""
+                for context in iter_route_contexts(routes)
+                if isinstance(context.original_route, APIRoute)
+            }
+        endpoint: Callable[..., Any] | None = getattr(route, "endpoint", None)
+        found = self.templates.get(endpoint) if endpoint is not None else None
+        return found or str(getattr(route, "path_format", "unmatched"))
+
+    def record(self, scope: Scope, route: Any, method: str, status: int) -> None:
+        path = self.template(scope, route)
+        key = (method, path, status)
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        line = f"{self.service}\t{method}\t{path}\t{status}\n".encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
 
 
 CORRELATION_HEADER_BYTES = CORRELATION_HEADER.lower().encode("latin-1")

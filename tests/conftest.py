@@ -116,11 +116,48 @@ def pytest_configure(config: pytest.Config) -> None:
 _PII_LOG = pytest.StashKey["object"]()
 
 
+# --------------------------------------------------------------------------- contracts
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Every service app (in-process or a process, tests/processes.py passes the variable on)
+    records the statuses it answers to one file; `_check_observed_statuses` reads it."""
+    import tempfile
+
+    from shared.http import OBSERVED_STATUSES_ENV
+
+    if not os.environ.get(OBSERVED_STATUSES_ENV):
+        directory = tempfile.mkdtemp(prefix="minyi-test-statuses-")
+        os.environ[OBSERVED_STATUSES_ENV] = os.path.join(directory, "observed.tsv")
+
+
+def _check_observed_statuses(session: pytest.Session, reporter: object) -> None:
+    """Fail the session when a route answered a status its committed OpenAPI does not declare."""
+    from pathlib import Path
+
+    from shared.http import OBSERVED_STATUSES_ENV
+    from tests import observed_statuses
+
+    path = Path(os.environ.get(OBSERVED_STATUSES_ENV, ""))
+    observed = observed_statuses.read_observations(path) if path.name else set()
+    missing = observed_statuses.undeclared(observed, observed_statuses.load_specs())
+    write_line = getattr(reporter, "write_line", None)
+    if missing:
+        if write_line is not None:
+            write_line("Statuses answered but not declared in docs/openapi:", red=True)
+            for seen in missing:
+                write_line(f"  {seen}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    elif write_line is not None:
+        write_line(f"OpenAPI check: {len(observed)} observed route statuses, all declared")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from tests import pii_scan
 
-    found = pii_scan.scan_files(pii_scan.LOG_FILES)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    _check_observed_statuses(session, reporter)
+    found = pii_scan.scan_files(pii_scan.LOG_FILES)
     if found:
         if reporter is not None:
             reporter.write_line("Personal data found in logs:", red=True)

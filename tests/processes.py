@@ -54,6 +54,8 @@ def service_env(
     role's DSN, never the administrator's `database_url`, and `harness_env`."""
     prefix = f"MINYI_{name.upper()}__"
     own_url = service_database_url(name, database_url)
+    # The caller's environment without its MINYI_ settings: OBSERVED_STATUSES_FILE (set by
+    # tests/conftest.py) comes along, so processes record their answers as in-process apps do.
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINYI_")}
     env.update(harness_env(name))
     env.update(

@@ -21,6 +21,7 @@ from services.evaluation.stations import advanced_stations, distribution, parse_
 from services.evaluation.store import EvaluationStore
 from shared.auth import AuthSettings, Principal, Role, principal_dependency, require_roles
 from shared.events import EventEnvelope, HandlingEvaluatedV1
+from shared.http_errors import errors
 from shared.ratelimit import RateLimiter
 
 SERVICE = "evaluation"
@@ -255,6 +256,10 @@ def _month_param(text: str) -> date:
         raise _refuse(422, "validation_failed", str(exc)) from exc
 
 
+NO_CASE = "No such case, or not one this account may see."
+NO_SESSION = "No such report-back session."
+
+
 def build_router(
     store_of: Callable[[Request], EvaluationStore],
     *,
@@ -266,6 +271,12 @@ def build_router(
     router = APIRouter(prefix="/api/v1", tags=["evaluation"])
     limiter = limiter or RateLimiter()
     rating_limit = limiter.parse(per_address)
+    rate_limited = (
+        f"Public. Rate-limited: {per_address} per client address "
+        "(`MINYI_EVALUATION__LIMITS__PER_ADDRESS`)."
+    )
+    invalid_link = "Not a rating link we signed (or not this case's latest)."
+    too_many = f"Over {per_address} per client address; see Retry-After."
 
     def _throttle(request: Request) -> None:
         """The rating link is public: requests per client address (429 beyond)."""
@@ -288,7 +299,12 @@ def build_router(
             and (row is None or row.get("station_id") != principal.station_id)
         )
 
-    @router.get("/cases/{case_id}", response_model=CaseFactsOut, summary="A case's read model")
+    @router.get(
+        "/cases/{case_id}",
+        response_model=CaseFactsOut,
+        summary="A case's read model",
+        responses=errors(404, notes={404: NO_CASE}),
+    )
     async def get_case(
         case_id: UUID, request: Request, principal: Annotated[Principal, Depends(staff)]
     ) -> dict[str, Any]:
@@ -301,6 +317,7 @@ def build_router(
         "/departments/{department_id}/summary",
         response_model=DepartmentSummaryOut,
         summary="Cases assigned to a department and how many it was told of",
+        responses=errors(404, notes={404: "Another department's."}),
     )
     async def department_summary(
         department_id: str, request: Request, principal: Annotated[Principal, Depends(staff)]
@@ -321,6 +338,7 @@ def build_router(
         "/kpis",
         response_model=list[KpiOut],
         summary="KPIs per dimension, key and month of assignment (staff)",
+        responses=errors(),
     )
     async def kpis(
         request: Request,
@@ -348,6 +366,8 @@ def build_router(
         "/ratings/{token}",
         response_model=RatingLinkOut,
         summary="What a voter's rating link is for, and the rating if given",
+        description=rate_limited,
+        responses=errors(401, 429, notes={401: invalid_link, 429: too_many}),
     )
     async def rating_link(token: str, request: Request) -> RatingLinkOut:
         _throttle(request)
@@ -370,10 +390,21 @@ def build_router(
         response_model=RatingOut,
         status_code=201,
         summary="A voter rates the handling (满意/基本满意/不满意 or 1–5), once per case",
+        description=rate_limited,
         responses={
             200: {"description": "Already rated: the first rating"},
-            401: {"description": "Not a link we signed"},
-            410: {"description": "The link has expired"},
+            **errors(
+                401,
+                410,
+                422,
+                429,
+                notes={
+                    401: invalid_link,
+                    410: "The link has expired; nothing was recorded.",
+                    422: "Neither a known level nor a score 1–5.",
+                    429: too_many,
+                },
+            ),
         },
     )
     async def rate(token: str, body: RatingIn, request: Request) -> Any:
@@ -413,6 +444,15 @@ def build_router(
         response_model=HandlingEvaluationOut,
         status_code=201,
         summary="The station or the committee evaluates an invitation's handling (评议)",
+        responses=errors(
+            404,
+            409,
+            notes={
+                404: NO_CASE,
+                409: "`error` not_an_invitation, not_completed (no handling report yet) or "
+                "already_evaluated (by this evaluator); nothing was recorded.",
+            },
+        ),
     )
     async def evaluate_handling(
         case_id: UUID,
@@ -452,6 +492,7 @@ def build_router(
         "/cases/{case_id}/evaluations",
         response_model=list[HandlingEvaluationOut],
         summary="Evaluations of a case's handling (staff)",
+        responses=errors(404, notes={404: NO_CASE}),
     )
     async def handling_evaluations(
         case_id: UUID, request: Request, who: Annotated[Principal, Depends(staff)]
@@ -482,6 +523,7 @@ def build_router(
         response_model=SessionOut,
         status_code=201,
         summary="Open a deputy's report-back session (述职评议)",
+        responses=errors(),
     )
     async def create_session(
         body: SessionIn, request: Request, who: Annotated[Principal, Depends(organisers)]
@@ -514,7 +556,10 @@ def build_router(
         response_model=ScoreOut,
         status_code=201,
         summary="Record one voter's on-site score (one per voter per session)",
-        responses={200: {"description": "This voter had scored: the earlier score"}},
+        responses={
+            200: {"description": "This voter had scored: the earlier score"},
+            **errors(404, notes={404: NO_SESSION}),
+        },
     )
     async def add_score(
         session_id: UUID,
@@ -538,6 +583,7 @@ def build_router(
         "/report-back-sessions/{session_id}",
         response_model=SessionOut,
         summary="A report-back session and the distribution of its scores (staff)",
+        responses=errors(404, notes={404: NO_SESSION}),
     )
     async def get_session(
         session_id: UUID, request: Request, who: Annotated[Principal, Depends(staff)]
@@ -564,6 +610,7 @@ def build_router(
         "/stations/activity",
         response_model=ActivityReportOut,
         summary="Stations' activity over months; those under one reception batch a month",
+        responses=errors(422, notes={422: "A month is not YYYY-MM, or `to` is before `from`."}),
     )
     async def station_activity(
         request: Request,
@@ -593,6 +640,7 @@ def build_router(
         "/stations/advanced",
         response_model=AdvancedOut,
         summary="The top 30% of stations of a year (先进代表联络站)",
+        responses=errors(),
     )
     async def advanced(
         request: Request,
@@ -618,7 +666,8 @@ def build_router(
                     "application/pdf": {},
                     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {},
                 }
-            }
+            },
+            **errors(422, notes={422: "No such month, or `town` is not a town id."}),
         },
     )
     async def monthly_report(

@@ -39,6 +39,7 @@ from services.intake.store import (
 from services.intake.writer import GroupWriter
 from shared.auth import Principal, Role, principal_dependency
 from shared.events import Channel
+from shared.http_errors import errors
 from shared.ratelimit import RateLimiter
 
 __all__ = ["SERVICE", "build_router"]
@@ -310,9 +311,34 @@ def conflict() -> HTTPException:
     )
 
 
+class PublicLimits:
+    """The public routes' rate limits, in words, from the settings in force (the committed
+    OpenAPI shows the defaults)."""
+
+    ENV = "MINYI_INTAKE__RATE_LIMIT__"
+
+    def __init__(self, settings: IntakeSettings) -> None:
+        self.limits = settings.rate_limit
+
+    @property
+    def per_address(self) -> str:
+        return (
+            f"{self.limits.per_address} per client address, shared by the online form and the "
+            f"receipt page (`{self.ENV}PER_ADDRESS`)"
+        )
+
+    @property
+    def per_phone(self) -> str:
+        return f"{self.limits.per_phone} per voter phone number (`{self.ENV}PER_PHONE`)"
+
+    def too_many(self, *limits: str) -> str:
+        return "Over " + "; or over ".join(limits) + ". Nothing was recorded; see Retry-After."
+
+
 def build_router(deps: Deps) -> APIRouter:
     router = APIRouter(prefix="/api/v1")
     settings = deps.settings
+    limits = PublicLimits(settings)
     current = principal_dependency(settings.auth)
     per_address = deps.limiter.parse(settings.rate_limit.per_address)
     per_phone = deps.limiter.parse(settings.rate_limit.per_phone)
@@ -348,13 +374,20 @@ def build_router(deps: Deps) -> APIRouter:
         summary="Submit a voter's opinion (public online form); returns the tracking receipt",
         description="Anonymous, channel `online`, with or without a phone number. Staff "
         "channels need a station account (see `/stations/{station_id}/opinions`). "
-        "Rate-limited per client address and per phone number.",
-        responses={
-            409: {"description": "The Idempotency-Key was used for another request."},
-            413: {"description": "The body is too large."},
-            422: {"description": "A field is invalid; nothing was recorded."},
-            429: {"description": "Too many requests; see Retry-After."},
-        },
+        f"Rate-limited (anonymous callers): {limits.per_address}, and {limits.per_phone}.",
+        responses=errors(
+            401,
+            403,
+            409,
+            422,
+            429,
+            notes={
+                401: "A staff channel without a token, or an invalid or expired token.",
+                403: "A staff channel from an account that may not enter it for this station.",
+                409: "The Idempotency-Key was used for another request.",
+                429: limits.too_many(limits.per_address, limits.per_phone),
+            },
+        ),
     )
     async def submit_opinion(
         body: OpinionIn,
@@ -409,13 +442,18 @@ def build_router(deps: Deps) -> APIRouter:
                     problems.append(FieldProblem(f"items.{index}.{p.field}", p.message))
         return problems
 
-    staff_responses: dict[int | str, dict[str, Any]] = {
-        401: {"description": "No token."},
-        403: {"description": "Not this station's account."},
-        409: {"description": "The Idempotency-Key was used for another request."},
-        413: {"description": "The body is too large."},
-        422: {"description": "An item is invalid (named by its index); nothing was recorded."},
-    }
+    staff_responses = errors(
+        401,
+        403,
+        409,
+        422,
+        notes={
+            403: "Not this station's account.",
+            409: "The Idempotency-Key was used for another request.",
+            422: "A field or an item is invalid (named; a batch's items by index, also in "
+            "`items`); nothing was recorded.",
+        },
+    )
 
     @router.post(
         "/stations/{station_id}/opinions",
@@ -511,10 +549,15 @@ def build_router(deps: Deps) -> APIRouter:
         tags=["opinions"],
         response_model=OpinionStatusOut,
         summary="Follow an opinion by its receipt code: its stage history (no personal data)",
-        responses={
-            404: {"description": "No opinion has this receipt code."},
-            429: {"description": "Too many requests; see Retry-After."},
-        },
+        description=f"Public. Rate-limited: {limits.per_address}.",
+        responses=errors(
+            404,
+            429,
+            notes={
+                404: "No opinion has this receipt code.",
+                429: limits.too_many(limits.per_address),
+            },
+        ),
     )
     async def follow_receipt(receipt_code: str, request: Request) -> dict[str, Any]:
         deps.limiter.hit(
@@ -525,7 +568,7 @@ def build_router(deps: Deps) -> APIRouter:
             raise HTTPException(404, detail={"message": "No opinion has this receipt code."})
         return row
 
-    router.include_router(_wechat_router(deps, per_address, per_phone))
+    router.include_router(_wechat_router(deps, per_address, per_phone, limits))
     return router
 
 
@@ -538,9 +581,16 @@ _XML_BODY = {
 }
 
 
-def _wechat_router(deps: Deps, per_address: Any, per_openid: Any) -> APIRouter:
+def _wechat_router(
+    deps: Deps, per_address: Any, per_openid: Any, limits: PublicLimits
+) -> APIRouter:
     router = APIRouter(prefix="/wechat", tags=["wechat"])
     settings = deps.settings
+    failed_signatures = (
+        f"{limits.limits.per_address} failed signatures per client address "
+        f"(`{limits.ENV}PER_ADDRESS`; WeChat's own servers are never throttled by it)"
+    )
+    per_account = f"{limits.limits.per_phone} messages per WeChat account (`{limits.ENV}PER_PHONE`)"
 
     window_s = settings.wechat.freshness_s
 
@@ -582,9 +632,17 @@ def _wechat_router(deps: Deps, per_address: Any, per_openid: Any) -> APIRouter:
         "/callback",
         summary="WeChat server URL verification: echoes echostr when the signature is right",
         response_class=Response,
+        description=f"Rate-limited: {failed_signatures}.",
         responses={
             200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
-            403: {"description": "Wrong signature, stale timestamp, or a replayed request."},
+            **errors(
+                403,
+                429,
+                notes={
+                    403: "Wrong signature, stale timestamp, or a replayed request.",
+                    429: limits.too_many(failed_signatures),
+                },
+            ),
         },
     )
     async def verify_url(
@@ -604,14 +662,24 @@ def _wechat_router(deps: Deps, per_address: Any, per_openid: Any) -> APIRouter:
         "the reply carries its receipt code",
         response_class=Response,
         openapi_extra=_XML_BODY,
+        description=f"Rate-limited: {per_account}, and {failed_signatures}.",
         responses={
             200: {"content": {_XML: {"schema": {"type": "string"}}}},
-            400: {"description": "Not a readable WeChat message."},
-            403: {
-                "description": "Wrong signature, stale timestamp, or a signed URL used "
-                "already with another body; nothing was recorded."
-            },
-            429: {"description": "Too many messages; see Retry-After."},
+            **errors(
+                400,
+                403,
+                409,
+                429,
+                notes={
+                    400: "Not a readable WeChat message.",
+                    403: "Wrong signature, stale timestamp, or a signed URL used already with "
+                    "another body; nothing was recorded.",
+                    409: "A MsgId seen before with other content; nothing was recorded.",
+                    429: limits.too_many(per_account, failed_signatures),
+                    503: "The database is out of reach, or WeChat intake is not configured "
+                    "(its station unknown); nothing was recorded.",
+                },
+            ),
         },
     )
     async def receive_message(

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from services.intake.reference import KINDS
 from services.intake.store import ReferenceStore
 from shared.auth import AuthSettings, Principal, Role, principal_dependency
+from shared.http_errors import errors
 
 
 class ReferenceIn(BaseModel):
@@ -63,7 +64,17 @@ def build_reference_router(
         response_model=ReferenceOut,
         summary="Create or change a town, station, category, department or deputy "
         "(publishes reference.changed)",
-        responses={401: {}, 403: {}, 404: {}, 422: {"description": "Invalid; nothing changed."}},
+        responses=errors(
+            401,
+            403,
+            404,
+            422,
+            notes={
+                403: "Only operators and admins change reference data.",
+                404: "No such kind of reference data.",
+                422: "Invalid, or a parent (town, station) unknown; nothing changed.",
+            },
+        ),
     )
     async def upsert(
         kind: str,
@@ -118,7 +129,15 @@ def build_reference_router(
         response_model=ReferenceOut,
         summary="Retire a record: kept for past opinions, refused for new ones "
         "(publishes reference.changed with retired=true)",
-        responses={401: {}, 403: {}, 404: {}},
+        responses=errors(
+            401,
+            403,
+            404,
+            notes={
+                403: "Only operators and admins change reference data.",
+                404: "No such kind, or no such record.",
+            },
+        ),
     )
     async def retire(
         kind: str, record_id: str, request: Request, principal: Annotated[Principal, Depends(admin)]

@@ -33,6 +33,7 @@ from services.intake.domain import (
 )
 from services.intake.store import IdempotencyConflict, IdempotencyKey, IntakeStore
 from shared.auth import Principal, Role, principal_dependency
+from shared.http_errors import errors
 
 log = structlog.get_logger(__name__)
 
@@ -148,12 +149,17 @@ def build_stations_router(deps: Deps) -> APIRouter:
         "(publishes station.activity_recorded)",
         description="Idempotent by `client_id` (per station) or `Idempotency-Key` (per account): "
         "a retry returns the first record (header `Idempotent-Replayed: true`).",
-        responses={
-            401: {"description": "No token."},
-            403: {"description": "Not this station's account."},
-            409: {"description": "The client id or key was used for another record."},
-            422: {"description": "A field is invalid (named); nothing was recorded."},
-        },
+        responses=errors(
+            401,
+            403,
+            409,
+            422,
+            notes={
+                403: "Not this station's account.",
+                409: "The client id or key was used for another record.",
+                422: "A field is invalid (named), or the station is unknown; nothing was recorded.",
+            },
+        ),
     )
     async def record_activity(
         station_id: str,
@@ -227,7 +233,7 @@ def build_stations_router(deps: Deps) -> APIRouter:
         tags=["station staff"],
         response_model=ActivitiesOut,
         summary="A station's activity records, by activity date (inclusive range)",
-        responses={401: {}, 403: {}, 422: {"description": "Bad range or unknown station."}},
+        responses=errors(401, 403, 422, notes={422: "Bad range or unknown station."}),
     )
     async def list_activities(
         station_id: str,
@@ -257,7 +263,7 @@ def build_stations_router(deps: Deps) -> APIRouter:
         f"{RECEPTION_NOTICE_DAYS} days ahead (publishes station.reception_day_changed)",
         description=f"Refused (422) when `new_date` − today < {RECEPTION_NOTICE_DAYS} days "
         "(Asia/Shanghai). The same date and reason again change nothing.",
-        responses={401: {}, 403: {}, 422: {"description": "Too late, or invalid."}},
+        responses=errors(401, 403, 422, notes={422: "Too late, invalid, or an unknown station."}),
     )
     async def move_reception_day(
         station_id: str,
@@ -304,7 +310,7 @@ def build_stations_router(deps: Deps) -> APIRouter:
         tags=["stations"],
         response_model=ReceptionDayOut,
         summary="A station's reception date of a month (public: it is published)",
-        responses={404: {"description": "No such station."}},
+        responses=errors(404, notes={404: "No such station."}),
     )
     async def reception_day(
         station_id: str,
@@ -346,7 +352,7 @@ def build_stations_router(deps: Deps) -> APIRouter:
         summary="Opinions per day (Asia/Shanghai, by when raised) and channel — counts only",
         description="Staff roles (station, operator, admin, committee); a station account sees "
         "its own station only (the default when `station_id` is absent). At most 366 days.",
-        responses={401: {}, 403: {}, 422: {"description": "Bad range or unknown id."}},
+        responses=errors(401, 403, 422, notes={422: "Bad range or unknown id."}),
     )
     async def opinion_stats(
         request: Request,

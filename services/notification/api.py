@@ -17,6 +17,7 @@ from services.notification.settings import CallbackSettings
 from services.notification.store import NotificationStore
 from shared.auth import AuthSettings, Principal, Role, principal_dependency, require_roles
 from shared.events import EventEnvelope, NotificationDeliveredV1
+from shared.http_errors import errors
 
 log = structlog.get_logger(__name__)
 
@@ -101,17 +102,18 @@ class CallbackAck(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-class ErrorOut(BaseModel):
-    error: str
-    message: str
-
-
-CALLBACK_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorOut, "description": "Missing or wrong `token`: nothing recorded."},
-    404: {"model": ErrorOut, "description": "No token configured: callbacks are off."},
-    413: {"model": ErrorOut, "description": "Body over `callbacks.max_body_bytes`."},
-    422: {"description": "Not a list of reports, or more than `callbacks.max_items`."},
-}
+CALLBACK_ERRORS = errors(
+    401,
+    404,
+    413,
+    422,
+    notes={
+        401: "Missing or wrong `token`: nothing recorded.",
+        404: "No token configured: callbacks are off.",
+        413: "Body over `callbacks.max_body_bytes`.",
+        422: "Not a list of reports, or more than `callbacks.max_items`.",
+    },
+)
 
 
 def callback_guard(provider: str, secret: SecretStr | None) -> Callable[..., Awaitable[None]]:
@@ -167,7 +169,15 @@ def build_router(
         "/cases/{case_id}/deliveries",
         response_model=list[DeliveryOut],
         summary="Every message planned or sent about a case (addresses never shown)",
-        responses={404: {"description": "No such case, or not one of yours."}},
+        responses=errors(
+            401,
+            403,
+            404,
+            notes={
+                403: "Not a staff account.",
+                404: "No such case, or not one of yours.",
+            },
+        ),
     )
     async def case_deliveries(
         case_id: UUID, request: Request, principal: Annotated[Principal, Depends(staff)]

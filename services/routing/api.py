@@ -45,6 +45,7 @@ from shared.auth import (
     principal_dependency,
     verified_client_address,
 )
+from shared.http_errors import errors
 from shared.ratelimit import TrustedProxies
 
 StoreOf = Callable[[Request], RoutingStore]
@@ -52,6 +53,37 @@ PrincipalDependency = Callable[[Request], Coroutine[Any, Any, Principal]]
 Decide = Callable[[CaseRecord, Any, datetime], Outcome]
 
 STAFF_WIDE = frozenset({Role.COMMITTEE, Role.OPERATOR, Role.ADMIN})
+
+# What the routes answer besides success (shared/http_errors.py adds what their shape implies).
+NOT_VISIBLE = "No such case, or not one this account may see."
+CASE_READ = errors(401, 404, notes={401: "Not signed in (unless anonymous reads are on)."})
+DEPARTMENT_READ = errors(
+    401,
+    403,
+    404,
+    notes={
+        403: "Not a department, committee, operator or admin account.",
+        404: "No such department, or another department's.",
+    },
+)
+TRANSITION = errors(
+    401,
+    403,
+    404,
+    409,
+    notes={
+        403: "This account's role may not take this step.",
+        404: NOT_VISIBLE,
+        409: "Not allowed in the case's current state: `error` is `illegal_transition` (this "
+        "step does not leave that state) or `rule_violation` (a rule refuses it, e.g. a date); "
+        "`state` is the case's current state. Nothing was changed.",
+    },
+)
+TRANSITION_TO_DEPARTMENT = {
+    **TRANSITION,
+    **errors(422, notes={422: "A field is invalid, or `department_id` is unknown."}),
+}
+STAFF_WIDE_ONLY = errors(401, 403, notes={403: "Only the committee, operators and admins."})
 
 
 # ---- shapes ---------------------------------------------------------------------------------
@@ -285,11 +317,18 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         summary="Client id + secret → JWT",
         description="Failed sign-ins are limited per account and per client address "
         "(`limits.signin_max_failures` within `limits.signin_window_s`): past the limit every "
-        "attempt, even with the right secret, gets 429 with Retry-After.",
-        responses={
-            401: {"description": "Unknown client id or wrong secret."},
-            429: {"description": "Too many failed sign-ins; see Retry-After."},
-        },
+        "attempt, even with the right secret, gets 429 with Retry-After. Behind the console, the "
+        "address is the one the console names in `X-Minyi-Client-Address`, signed with the "
+        "shared key.",
+        responses=errors(
+            401,
+            429,
+            notes={
+                401: "Unknown client id or wrong secret.",
+                429: "Too many failed sign-ins for this account or from this address; see "
+                "Retry-After.",
+            },
+        ),
     )
     async def token(body: TokenIn, request: Request) -> TokenOut:
         store = store_of(request)
@@ -353,7 +392,11 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
             raise _not_found(case_id)
 
     @router.get(
-        "/cases/{case_id}", response_model=CaseOut, tags=["cases"], summary="A case and its audit"
+        "/cases/{case_id}",
+        response_model=CaseOut,
+        tags=["cases"],
+        summary="A case and its audit",
+        responses=CASE_READ,
     )
     async def get_case(case_id: UUID, request: Request, principal: Caller) -> dict[str, Any]:
         store = store_of(request)
@@ -365,6 +408,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         response_model=CaseOut,
         tags=["cases"],
         summary="The case made from an opinion (by opinion id)",
+        responses=CASE_READ,
     )
     async def find_case(
         request: Request, principal: Caller, opinion_id: Annotated[UUID, Query()]
@@ -403,6 +447,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         response_model=list[QueueItemOut],
         tags=["queue"],
         summary="A department's cases, the next deadline first (filter by state)",
+        responses=DEPARTMENT_READ,
     )
     async def department_queue(
         department_id: str,
@@ -422,6 +467,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         tags=["queue"],
         summary="New tasks for a department, live (server-sent events)",
         response_class=EventSourceResponse,
+        responses=DEPARTMENT_READ,
     )
     async def department_stream(
         department_id: str, request: Request, principal: Caller
@@ -497,6 +543,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         response_model=CaseOut,
         tags=["department"],
         summary="Accept the case (收函反馈): responsible person, contact, planned date",
+        responses=TRANSITION,
     )
     async def acknowledge(
         case_id: UUID, body: AcknowledgeIn, request: Request, principal: Caller
@@ -521,6 +568,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         response_model=CaseOut,
         tags=["department"],
         summary="Ask the committee for a later complete-by deadline, with the reason",
+        responses=TRANSITION,
     )
     async def request_extension(
         case_id: UUID, body: ExtensionRequestIn, request: Request, principal: Caller
@@ -545,6 +593,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         response_model=CaseOut,
         tags=["department"],
         summary="Dispute jurisdiction: the case goes back to an operator",
+        responses=TRANSITION,
     )
     async def return_case(
         case_id: UUID, body: ReturnIn, request: Request, principal: Caller
@@ -564,6 +613,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         response_model=CaseOut,
         tags=["department"],
         summary="File the handling report (办理情况表) and complete the case",
+        responses=TRANSITION,
     )
     async def complete(
         case_id: UUID, body: CompleteIn, request: Request, principal: Caller
@@ -590,6 +640,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         response_model=CaseOut,
         tags=["committee"],
         summary="Grant or deny a requested extension",
+        responses=TRANSITION,
     )
     async def decide_extension(
         case_id: UUID, body: DecisionIn, request: Request, principal: Caller
@@ -618,6 +669,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         response_model=CaseOut,
         tags=["committee"],
         summary="Report an invitation need (上报) for the committee's review",
+        responses=TRANSITION,
     )
     async def propose_invitation(
         case_id: UUID, body: InvitationIn, request: Request, principal: Caller
@@ -637,6 +689,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         response_model=CaseOut,
         tags=["committee"],
         summary="Approve (the letter goes out, the case is assigned) or reject an invitation",
+        responses=TRANSITION_TO_DEPARTMENT,
     )
     async def decide_invitation(
         case_id: UUID, body: InvitationDecisionIn, request: Request, principal: Caller
@@ -664,6 +717,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         response_model=CaseOut,
         tags=["operator"],
         summary="Assign a triaged, returned or rejected case, or re-route an assigned one",
+        responses=TRANSITION_TO_DEPARTMENT,
     )
     async def route(
         case_id: UUID, body: RouteIn, request: Request, principal: Caller
@@ -692,6 +746,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         response_model=list[WorkItemOut],
         tags=["operator"],
         summary="Cases waiting for an operator or the committee (triaged, returned, …)",
+        responses=STAFF_WIDE_ONLY,
     )
     async def worklist(
         request: Request,
@@ -714,6 +769,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         "/returns",
         tags=["operator"],
         summary="How many cases each department has returned",
+        responses=STAFF_WIDE_ONLY,
     )
     async def returns(request: Request, principal: Caller) -> dict[str, int]:
         _require_signed_in(principal)
@@ -727,6 +783,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         response_model=list[CalendarDayOut],
         tags=["calendar"],
         summary="The working-day calendar of a year (days not listed: Monday–Friday)",
+        responses=errors(),
     )
     async def calendar_year(
         year: Annotated[int, Path(ge=2000, le=2100)], request: Request
@@ -738,6 +795,7 @@ def build_router(store_of: StoreOf, settings: RoutingSettings, hub: TaskHub) -> 
         response_model=CalendarDayOut,
         tags=["calendar"],
         summary="Set whether a day is a working day (for years chinese-calendar lacks)",
+        responses=errors(401, 403, notes={403: "Only admins."}),
     )
     async def set_calendar_day(
         day: date, body: CalendarDayIn, request: Request, principal: Caller

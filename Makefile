@@ -82,11 +82,14 @@ $(DOCKER_COMPOSE):
 promtool-check: $(PROMTOOL)
 	$(PROMTOOL) check config deploy/observability/prometheus.yml
 
-# Headless Chromium and a CJK font for the console's browser test (Debian packages; root here).
+# Headless Chromium and a CJK font for the browser tests (Debian packages; root here). The
+# browser tests never skip: without Chromium or the font, `make test` stops here with the reason.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; } \
-	  || echo "chromium could not be installed: the browser test will be skipped"
-	@fc-list 2>/dev/null | grep -qi "wenquanyi\|wqy" || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei >/dev/null || true
+	  || { echo "make browser: Debian's chromium could not be installed (apt-get failed): the browser tests cannot run" >&2; exit 1; }
+	@fc-list 2>/dev/null | grep -qi "wenquanyi\|wqy" || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei >/dev/null \
+	  || { echo "make browser: the CJK font fonts-wqy-microhei could not be installed: Chinese pages would render as boxes" >&2; exit 1; }
+	@command -v chromium >/dev/null 2>&1 || { echo "make browser: no chromium on PATH after the install" >&2; exit 1; }
 
 test: install lint typecheck contracts promtool-check $(COMPOSE_SCHEMA) $(DOCKER_COMPOSE) browser
 	$(BIN)/python -m tools.stack build

@@ -4,6 +4,7 @@ with the current state and no partial writes, return and re-route, and departmen
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -62,18 +63,26 @@ def routing_settings(database_url: str, topic_prefix: str, **overrides: Any) -> 
     )
 
 
-@pytest.fixture
-async def routing(infra, database_url, topic_prefix) -> AsyncIterator[Routing]:
-    settings = routing_settings(database_url, topic_prefix)
-    await migrate(database_url, SCHEMA, MIGRATIONS)
+@contextlib.asynccontextmanager
+async def running_routing(settings: RoutingSettings) -> AsyncIterator[Routing]:
+    """Routing in process on a migrated, seeded database, with an HTTP client to it."""
+    await migrate(settings.database.url, SCHEMA, MIGRATIONS)
     await seed(settings)
     app = build_app(settings)
     runtime: ServiceRuntime = app.state.runtime
     await runtime.start()
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://routing") as http:
-        yield Routing(settings, runtime, http)
-    await runtime.stop()
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://routing") as http:
+            yield Routing(settings, runtime, http)
+    finally:
+        await runtime.stop()
+
+
+@pytest.fixture
+async def routing(infra, database_url, topic_prefix) -> AsyncIterator[Routing]:
+    async with running_routing(routing_settings(database_url, topic_prefix)) as running:
+        yield running
 
 
 def an_opinion(

@@ -13,13 +13,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from services.routing.app import MIGRATIONS, SCHEMA, build_app, seed
 from services.routing.settings import LimitSettings
 from shared.auth import CLIENT_ADDRESS_HEADER, AuthSettings, sign_client_address
-from shared.runtime import ServiceRuntime
 from shared.settings import HttpSettings
-from tests.helpers import migrate
-from tests.integration.test_routing_api import Routing, routing_settings
+from tests.integration.test_routing_api import Routing, routing_settings, running_routing
 
 pytestmark = pytest.mark.integration
 
@@ -38,15 +35,8 @@ async def routing(infra, database_url, topic_prefix) -> AsyncIterator[Routing]:
         http=HttpSettings(port=8002, trusted_proxies=["127.0.0.1"]),
     )
     assert settings.limits == LimitSettings()  # the defaults are what is tested
-    await migrate(database_url, SCHEMA, MIGRATIONS)
-    await seed(settings)
-    app = build_app(settings)
-    runtime: ServiceRuntime = app.state.runtime
-    await runtime.start()
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://routing") as http:
-        yield Routing(settings, runtime, http)
-    await runtime.stop()
+    async with running_routing(settings) as running:
+        yield running
 
 
 async def sign_in(routing: Routing, client_id: str, secret: str, address: str) -> httpx.Response:
@@ -129,15 +119,8 @@ async def routing_behind_console(infra, database_url, topic_prefix) -> AsyncIter
     """Routing with the defaults: no trusted proxy, so X-Forwarded-For counts for nothing."""
     settings = routing_settings(database_url, topic_prefix)
     assert not settings.http.trusted_proxies
-    await migrate(database_url, SCHEMA, MIGRATIONS)
-    await seed(settings)
-    app = build_app(settings)
-    runtime: ServiceRuntime = app.state.runtime
-    await runtime.start()
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://routing") as http:
-        yield Routing(settings, runtime, http)
-    await runtime.stop()
+    async with running_routing(settings) as running:
+        yield running
 
 
 async def console_sign_in(

@@ -312,6 +312,21 @@ def bench_kpi(infra_db: str, facts: int, log_dir: Path) -> dict[str, Any]:
         return kpi_queries.run(db, facts=facts, chunk=min(facts, 1_000_000), log_dir=log_dir)
 
 
+def stamp(results: dict[str, Any], *parts: str) -> None:
+    """Record when each part was measured (`measured_at`): a partial run leaves the other
+    parts' figures with the time they were measured, not the time of this run."""
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    results.setdefault("measured_at", {}).update(dict.fromkeys(parts, now))
+
+
+def merge_results(previous: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A partial run's results over the previous file's: the new parts replace the old ones,
+    the others stay with their own `measured_at`; `when` is the time of the latest run."""
+    merged = {**previous, **new}
+    merged["measured_at"] = {**previous.get("measured_at", {}), **new.get("measured_at", {})}
+    return merged
+
+
 def write_outputs(results: dict[str, Any]) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
@@ -395,8 +410,8 @@ def main(
         parts = set(only.split(","))
         everything = {"raw", "intake", "e2e", "deadlines", "kpi"}
         if parts != everything and (OUT / "results.json").exists():
-            # A partial run updates the last full run's figures.
-            results = {**json.loads((OUT / "results.json").read_text()), **results}
+            # A partial run updates the last full run's figures; each part keeps its own time.
+            results = merge_results(json.loads((OUT / "results.json").read_text()), results)
         if "raw" in parts:
             console.rule("raw limits")
             results["raw_kafka"] = asyncio.run(
@@ -405,12 +420,14 @@ def main(
             results["raw_postgres"] = asyncio.run(
                 postgres_writes(infra.database_url, count=100_000, size=200)
             )
+            stamp(results, "raw_kafka", "raw_postgres")
             console.print(results["raw_kafka"], results["raw_postgres"])
         if "intake" in parts:
             console.rule("intake")
             results["intake"] = bench_intake(
                 infra.database_url, [float(r) for r in intake_rates.split(",")], duration, log_dir
             )
+            stamp(results, "intake")
         if "e2e" in parts:
             console.rule("end to end")
             results["end_to_end"] = bench_end_to_end(
@@ -420,15 +437,18 @@ def main(
                 log_dir,
                 sustain_s=0.0 if quick else sustain,
             )
+            stamp(results, "end_to_end")
         if "deadlines" in parts:
             console.rule("deadline engine")
             results["deadlines"] = bench_deadlines(
                 infra.database_url, deadline_sizes, deadline_rate, 10.0 if quick else 20.0
             )
+            stamp(results, "deadlines")
             console.print(results["deadlines"])
         if "kpi" in parts:
             console.rule("KPI queries, a year of data")
             results["kpi"] = bench_kpi(infra.database_url, kpi_facts, log_dir)
+            stamp(results, "kpi")
             console.print(results["kpi"])
         if "end_to_end" in results and "raw_kafka" in results:
             headline = results["end_to_end"]["headline_per_s"]

@@ -33,6 +33,7 @@ def chromium_is_installed() -> None:
     if not CHROMIUM.exists():
         pytest.fail("/usr/bin/chromium is missing: `make browser` installs Debian's chromium")
 
+
 SERVICES = ("intake", "routing", "notification", "evaluation")
 PASSWORD = "minyi-dev-password"
 VOTER_PHONE = "13912345678"

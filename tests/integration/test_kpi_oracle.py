@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaProducer
 
 from services.evaluation.app import MIGRATIONS, SCHEMA, build_app, seed
 from services.evaluation.settings import EvaluationSettings
-from shared.auth import AuthSettings, Principal, Role, issue_token
+from shared.auth import Principal, Role, issue_token
 from shared.db.pool import Pool
 from shared.settings import DatabaseSettings, OutboxSettings
 from tests.helpers import bootstrap, eventually, kafka_settings, migrate
@@ -137,21 +137,23 @@ async def kpi_rows(evaluation: Evaluation) -> dict[Row, dict[str, Any]]:
 
 def compare(
     got: dict[Row, dict[str, Any]], expected: dict[Row, Figures], rows: Iterable[Row]
-) -> list[str]:
+) -> list[tuple[Row, str]]:
     """The differences between the API's rows and the expected figures (absent = all 0)."""
-    problems = []
+    problems: list[tuple[Row, str]] = []
     for row in sorted(set(rows)):
         want = expected.get(row, dict.fromkeys(METRIC_NAMES, 0))
         answer = got.get(row)
-        have = {m: int(answer[m]) for m in METRIC_NAMES} if answer else dict.fromkeys(METRIC_NAMES, 0)
+        have = (
+            {m: int(answer[m]) for m in METRIC_NAMES} if answer else dict.fromkeys(METRIC_NAMES, 0)
+        )
         diff = {m: (want[m], have[m]) for m in METRIC_NAMES if want[m] != have[m]}
         if diff:
-            problems.append(f"{row}: (expected, got) {diff}")
+            problems.append((row, f"{row}: (expected, got) {diff}"))
             continue
         if answer:
             rates = {r: answer[r] for r in (*RATES, "satisfaction_rate")}
             if rates != _rates(want):
-                problems.append(f"{row}: rates expected {_rates(want)}, got {rates}")
+                problems.append((row, f"{row}: rates expected {_rates(want)}, got {rates}"))
     return problems
 
 
@@ -190,20 +192,19 @@ async def test_hand_written_kpi_scenarios_through_kafka(infra, database_url, top
     assert len(SCENARIOS) >= 30
     built = Built()
     expected: dict[Row, Figures] = {}
-    years: dict[str, str] = {}
+    names: dict[str, str] = {}  # year -> scenario
     for index, scenario in enumerate(SCENARIOS):
         year, place, tag = _scenario_names(index)
         for steps in scenario.cases(H(year)):
             case_events(_rename(steps, tag), place, built)
         expected |= scenario_expectation(index, scenario)
-        years[str(year)] = scenario.name
+        names[str(year)] = scenario.name
     async with running_evaluation(database_url, topic_prefix) as evaluation:
         await publish(evaluation, built)
         got = await kpi_rows(evaluation)
     failures: dict[str, list[str]] = defaultdict(list)
-    for problem in compare(got, expected, [*expected, *got]):
-        year = problem.split("'")[5][:4]  # the month of the row: "('dim', 'key', 'YYYY-MM')"
-        failures[years.get(year, year)].append(problem)
+    for (_dimension, _key, month), problem in compare(got, expected, [*expected, *got]):
+        failures[names.get(month[:4], month)].append(problem)
     assert not failures, "\n".join(
         f"{name}: {p}" for name, problems in failures.items() for p in problems
     )
@@ -313,7 +314,9 @@ def naive_kpis(histories: list[tuple[list[Step], Place]]) -> dict[Row, Figures]:
         latest: Figures = {}
         for segment in segments:
             assign = segment[0]
-            assert assign.dept and assign.ack_due and assign.due
+            assert assign.dept is not None
+            assert assign.ack_due is not None
+            assert assign.due is not None
             due = assign.due
             figures = dict.fromkeys(METRIC_NAMES, 0)
             figures["assigned"] = 1
@@ -366,5 +369,5 @@ async def test_random_histories_against_a_naive_count(infra, database_url, topic
     async with running_evaluation(database_url, topic_prefix) as evaluation:
         await publish(evaluation, built)
         got = await kpi_rows(evaluation)
-    problems = compare(got, expected, [*expected, *got])
+    problems = [p for _row, p in compare(got, expected, [*expected, *got])]
     assert not problems, f"{len(problems)} rows differ:\n" + "\n".join(problems)

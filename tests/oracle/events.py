@@ -88,7 +88,9 @@ def case_events(steps: list[Step], place: Place, out: Built) -> None:
     clock: _Clock | None = None
     for step in steps:
         if step.kind == "assign":
-            assert step.dept and step.ack_due and step.due
+            assert step.dept is not None
+            assert step.ack_due is not None
+            assert step.due is not None
             clock = _Clock(step.dept, step.ack_due, step.due)
             out.add(
                 topics.CASE,
@@ -148,7 +150,11 @@ def case_events(steps: list[Step], place: Place, out: Built) -> None:
             out.add(
                 topics.CASE,
                 CaseReturnedV1(
-                    case_id=case_id, department_id=dept, reason="不属本部门", returned_at=step.at, **where
+                    case_id=case_id,
+                    department_id=dept,
+                    reason="不属本部门",
+                    returned_at=step.at,
+                    **where,
                 ),
                 step.at,
                 correlation,

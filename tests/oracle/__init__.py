@@ -1,0 +1,1 @@
+"""The KPI oracle: figures written by hand from ARCHITECTURE.md's KPI definitions."""

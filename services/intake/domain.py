@@ -7,7 +7,6 @@ import calendar
 import hashlib
 import json
 import re
-import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -18,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import phonenumbers
 
+from shared.codes import new_code
 from shared.events import (
     CaseAcknowledgedV1,
     CaseAssignedV1,
@@ -44,10 +44,6 @@ from shared.events import (
 
 SERVICE = "intake"
 
-# Crockford-style alphabet: no I, L, O, U, so a voter reading it over the phone can't confuse.
-RECEIPT_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-RECEIPT_LENGTH = 10  # 32**10 ≈ 1.1e15 codes: unguessable at any rate we allow
-
 # Entered by station staff (offline channels, the mailbox, the hotline) …
 STAFF_CHANNELS = frozenset(
     {
@@ -71,8 +67,8 @@ class InvalidPhone(ValueError):
 
 
 def new_receipt_code() -> str:
-    raw = "".join(secrets.choice(RECEIPT_ALPHABET) for _ in range(RECEIPT_LENGTH))
-    return f"{raw[:5]}-{raw[5:]}"
+    """A voter's receipt code, XXXXX-XXXXX (shared/codes.py)."""
+    return new_code()
 
 
 def normalise_mobile(raw: str) -> str:

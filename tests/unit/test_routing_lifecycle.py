@@ -445,15 +445,13 @@ def test_unsatisfied_reopens_once_then_closes():
 
 def test_common_opinions_open_one_triaged_suggestion():
     ids = [uuid4() for _ in range(3)]
-    outcome = lifecycle.open_aggregate(
-        opinion_ids=ids,
-        department_id="transport",
-        station_id="zeguo-1",
-        town_id="zeguo",
-        category_id="traffic",
-        kind=CaseKind.GENERAL,
-        now=NOW,
-    )
+    where = {
+        "department_id": "transport",
+        "station_id": "zeguo-1",
+        "town_id": "zeguo",
+        "category_id": "traffic",
+    }
+    outcome = lifecycle.open_aggregate(opinion_ids=ids, kind=CaseKind.GENERAL, now=NOW, **where)
     assert outcome.case.state is CaseState.TRIAGED
     assert outcome.case.classification is Classification.COMMON
     event = outcome.events[0]
@@ -463,15 +461,7 @@ def test_common_opinions_open_one_triaged_suggestion():
     code = outcome.case.receipt_code
     assert re.fullmatch(r"JY-[0-9A-HJKMNP-TV-Z]{5}-[0-9A-HJKMNP-TV-Z]{5}", code)
     assert outcome.case.correlation_id == outcome.case.id
-    again = lifecycle.open_aggregate(
-        opinion_ids=ids,
-        department_id="transport",
-        station_id="zeguo-1",
-        town_id="zeguo",
-        category_id="traffic",
-        kind=CaseKind.GENERAL,
-        now=NOW,
-    )
+    again = lifecycle.open_aggregate(opinion_ids=ids, kind=CaseKind.GENERAL, now=NOW, **where)
     assert again.case.receipt_code != code
     assigned = ACTIONS[Action.ASSIGN](outcome.case)
     assert assigned.case.state is CaseState.ASSIGNED

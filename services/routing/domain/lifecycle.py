@@ -11,7 +11,6 @@ transaction.
 from __future__ import annotations
 
 import dataclasses
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -28,6 +27,7 @@ from services.routing.domain.deadlines import (
     plan_timers,
 )
 from services.routing.domain.triage import Classification
+from shared.codes import new_code
 from shared.events import (
     CaseAcknowledgedV1,
     CaseAssignedV1,
@@ -288,15 +288,12 @@ def open_case(
 
 
 SUGGESTION_PREFIX = "JY"  # 建议: a suggestion's reference code, never a voter's receipt code
-# Crockford base 32: no I, L, O, U (read over the phone).
-_CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # pragma: allowlist secret
 
 
 def new_suggestion_code() -> str:
     """A suggestion case's own reference code, e.g. JY-7K3QD-M2XPA: a receipt code has no
     prefix (XXXXX-XXXXX), so the two never coincide."""
-    raw = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(10))
-    return f"{SUGGESTION_PREFIX}-{raw[:5]}-{raw[5:]}"
+    return new_code(SUGGESTION_PREFIX)
 
 
 def open_aggregate(
